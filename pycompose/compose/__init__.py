@@ -1,0 +1,1 @@
+"""The compose loader: files -> validated, normalised, frozen project model."""

@@ -1,0 +1,1 @@
+"""The engine daemon: images, containers and the Docker Engine API."""

@@ -1,0 +1,1 @@
+"""Networking: bridges, veths, IPAM, NAT and the embedded DNS resolver."""

@@ -1,0 +1,1 @@
+"""Storage: overlay mounts, volumes and safe path resolution."""
