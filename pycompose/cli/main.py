@@ -1,0 +1,67 @@
+"""The ``pycompose`` command: a click group whose subcommands load on demand.
+
+Start-up time matters (``pycompose config`` on a small file should take well under
+100 ms), so each subcommand lives in its own module and is imported only when used.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from pycompose.errors import PycomposeError
+
+# name -> "module:attribute"; the module is imported only when the command runs.
+COMMANDS: dict[str, str] = {
+    "config": "pycompose.cli.config_cmd:config",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports a subcommand's module only when it is invoked."""
+
+    def __init__(self, *args: Any, lazy: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lazy = lazy
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self._lazy:
+            module_name, attr = self._lazy[cmd_name].split(":")
+            command = getattr(importlib.import_module(module_name), attr)
+            assert isinstance(command, click.Command)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="pycompose", prog_name="pycompose")
+def cli() -> None:
+    """Define and run multi-container applications, on pycompose's own engine."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI, turning any PycomposeError into one line and an exit code."""
+    try:
+        cli.main(args=argv, prog_name="pycompose", standalone_mode=False)
+    except PycomposeError as err:
+        click.echo(str(err), err=True)
+        return err.exit_code
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        return 130
+    except click.ClickException as err:
+        err.show()
+        return 2 if isinstance(err, click.UsageError) else err.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
