@@ -41,14 +41,36 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="pycompose", prog_name="pycompose")
-def cli() -> None:
+@click.option("-f", "--file", "files", multiple=True, help="Compose file(s); '-' reads stdin.")
+@click.option("-p", "--project-name", help="Project name.")
+@click.option("--project-directory", help="Alternate working directory (default: the first file's).")
+@click.option("--profile", "profiles", multiple=True, help="Profile(s) to enable.")
+@click.option("--env-file", "env_files", multiple=True, help="Alternate environment file(s).")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    files: tuple[str, ...],
+    project_name: str | None,
+    project_directory: str | None,
+    profiles: tuple[str, ...],
+    env_files: tuple[str, ...],
+) -> None:
     """Define and run multi-container applications, on pycompose's own engine."""
+    from pycompose.compose.discovery import ProjectOptions
+
+    ctx.obj = ProjectOptions(
+        files=files,
+        project_name=project_name,
+        project_directory=project_directory,
+        profiles=tuple(p for value in profiles for p in value.split(",") if p),
+        env_files=env_files,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning any PycomposeError into one line and an exit code."""
     try:
-        cli.main(args=argv, prog_name="pycompose", standalone_mode=False)
+        result = cli.main(args=argv, prog_name="pycompose", standalone_mode=False)
     except PycomposeError as err:
         click.echo(str(err), err=True)
         return err.exit_code
@@ -60,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2 if isinstance(err, click.UsageError) else err.exit_code
     except KeyboardInterrupt:
         return 130
-    return 0
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":
