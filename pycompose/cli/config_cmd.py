@@ -18,7 +18,12 @@ def _dump(data: Any, fmt: str) -> str:
 
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     text: str = yaml.dump(
-        data, Dumper=dumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=1 << 30
+        data,
+        Dumper=dumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=1 << 30,
     )
     return text.rstrip("\n")
 

@@ -43,7 +43,7 @@ class LazyGroup(click.Group):
 @click.version_option(package_name="pycompose", prog_name="pycompose")
 @click.option("-f", "--file", "files", multiple=True, help="Compose file(s); '-' reads stdin.")
 @click.option("-p", "--project-name", help="Project name.")
-@click.option("--project-directory", help="Alternate working directory (default: the first file's).")
+@click.option("--project-directory", help="Alternate working directory.")
 @click.option("--profile", "profiles", multiple=True, help="Profile(s) to enable.")
 @click.option("--env-file", "env_files", multiple=True, help="Alternate environment file(s).")
 @click.pass_context

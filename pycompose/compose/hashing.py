@@ -21,6 +21,10 @@ def service_hash(service: Mapping[str, Any]) -> str:
     data = {k: v for k, v in service.items() if k not in _IGNORED}
     deploy = data.get("deploy")
     if isinstance(deploy, Mapping) and "replicas" in deploy:
-        data["deploy"] = {k: v for k, v in deploy.items() if k != "replicas"}
+        rest = {k: v for k, v in deploy.items() if k != "replicas"}
+        if rest:
+            data["deploy"] = rest
+        else:
+            del data["deploy"]
     encoded = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(encoded.encode()).hexdigest()

@@ -89,9 +89,7 @@ def _strip_for_validation(value: Any) -> Any:
     if isinstance(value, Override):
         return _strip_for_validation(value.value)
     if isinstance(value, dict):
-        return {
-            k: _strip_for_validation(v) for k, v in value.items() if not isinstance(v, Reset)
-        }
+        return {k: _strip_for_validation(v) for k, v in value.items() if not isinstance(v, Reset)}
     if isinstance(value, list):
         return [_strip_for_validation(v) for v in value if not isinstance(v, Reset)]
     return value
@@ -149,9 +147,7 @@ def _load_file(
 
     def load_other(other: str) -> dict[str, Any]:
         loaded = _load_file(other, os.path.dirname(other), ctx, environment)
-        resolved = paths.resolve_relative_paths(
-            merge.strip_tags(loaded), os.path.dirname(other)
-        )
+        resolved = paths.resolve_relative_paths(merge.strip_tags(loaded), os.path.dirname(other))
         assert isinstance(resolved, dict)
         return resolved
 
