@@ -1,0 +1,161 @@
+"""Overlay mounts behind a small interface: the kernel one, and a recording fake.
+
+A container root filesystem is ``overlay`` with the image's layer directories as
+``lowerdir`` (top first) and a per-container ``upperdir``/``workdir``. mount(2) takes its
+options in one page, so with many layers and long paths the option string would not fit:
+then the mount is made by the ``mount`` program run in the common parent directory with
+relative paths (as Docker's overlay2 driver does with a chdir), never by changing the
+daemon's own working directory.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import pathlib
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from pycompose.errors import PycomposeError
+
+# mount(2) copies at most one page of options; keep a margin for the kernel's own use.
+MAX_OPTIONS = 4000
+MNT_DETACH = 2
+
+
+class MountError(PycomposeError):
+    """A mount or unmount failed; the message names the target and the reason."""
+
+
+class Mounter(Protocol):
+    """What the engine needs from the kernel to build container root filesystems."""
+
+    def mount_overlay(self, lower: Sequence[str], upper: str | None, work: str | None,
+                      target: str) -> None:
+        """Mount overlayfs at ``target``; without ``upper``/``work`` it is read-only."""
+        ...
+
+    def unmount(self, target: str, *, detach: bool = False) -> None:
+        """Unmount ``target`` (lazily with ``detach``)."""
+        ...
+
+
+def overlay_options(lower: Sequence[str], upper: str | None, work: str | None) -> str:
+    """The overlayfs option string; refuses paths overlayfs cannot express."""
+    if not lower:
+        raise MountError("overlay mount needs at least one lower directory")
+    if (upper is None) != (work is None):
+        raise MountError("overlay upperdir and workdir must be given together")
+    paths = [*lower, *(p for p in (upper, work) if p is not None)]
+    for path in paths:
+        if any(c in path for c in ",:\\") or not path:
+            raise MountError(f"path {path!r} cannot be used in overlay options "
+                             "(contains ',', ':' or '\\')")
+    opts = "lowerdir=" + ":".join(lower)
+    if upper is not None:
+        opts += f",upperdir={upper},workdir={work}"
+    return opts
+
+
+def _relative_options(lower: Sequence[str], upper: str | None,
+                      work: str | None) -> tuple[str, str]:
+    """Options with paths relative to their common parent, and that parent."""
+    absolute = [os.path.abspath(p) for p in (*lower, *(x for x in (upper, work) if x))]
+    base = os.path.commonpath(absolute)
+    if base in absolute:  # a path equal to the base would become "."
+        base = os.path.dirname(base)
+    rel = [os.path.relpath(p, base) for p in absolute]
+    n = len(lower)
+    opts = overlay_options(rel[:n], rel[n] if upper else None, rel[n + 1] if upper else None)
+    return opts, base
+
+
+class KernelMounter:
+    """The real thing: mount(2)/umount2(2) through libc, or ``mount`` for long options."""
+
+    def __init__(self) -> None:
+        self._libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+    def mount_overlay(self, lower: Sequence[str], upper: str | None, work: str | None,
+                      target: str) -> None:
+        """See :class:`Mounter`."""
+        opts = overlay_options(lower, upper, work)
+        if len(opts) <= MAX_OPTIONS:
+            self._mount("overlay", target, "overlay", 0, opts)
+            return
+        rel_opts, base = _relative_options(lower, upper, work)
+        if len(rel_opts) > MAX_OPTIONS:
+            raise MountError(f"overlay mount of {target}: {len(lower)} layers do not fit in "
+                             f"the {MAX_OPTIONS} byte mount option limit")
+        proc = subprocess.run(
+            ["mount", "-t", "overlay", "overlay", "-o", rel_opts, os.path.abspath(target)],
+            cwd=base, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise MountError(f"overlay mount of {target} failed: {proc.stderr.strip()}")
+
+    def _mount(self, source: str, target: str, fstype: str, flags: int, data: str) -> None:
+        ret = self._libc.mount(source.encode(), os.fsencode(target), fstype.encode(),
+                               ctypes.c_ulong(flags), data.encode())
+        if ret != 0:
+            errno = ctypes.get_errno()
+            raise MountError(f"{fstype} mount of {target} failed: {os.strerror(errno)}")
+
+    def unmount(self, target: str, *, detach: bool = False) -> None:
+        """See :class:`Mounter`."""
+        ret = self._libc.umount2(os.fsencode(target), MNT_DETACH if detach else 0)
+        if ret != 0:
+            errno = ctypes.get_errno()
+            raise MountError(f"unmount of {target} failed: {os.strerror(errno)}")
+
+
+def is_mountpoint(path: str) -> bool:
+    """Whether ``path`` is listed as a mount point in /proc/self/mountinfo."""
+    real = os.path.realpath(path)
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as fp:
+        for line in fp:
+            mount_point = line.split(" ")[4]
+            for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"),
+                               ("\\134", "\\")):
+                mount_point = mount_point.replace(code, char)
+            if mount_point == real:
+                return True
+    return False
+
+
+@dataclass(frozen=True)
+class MountCall:
+    """One call recorded by :class:`FakeMounter`."""
+
+    op: str
+    target: str
+    lower: tuple[str, ...] = ()
+    upper: str | None = None
+    work: str | None = None
+    detach: bool = False
+
+
+@dataclass
+class FakeMounter:
+    """Records calls and tracks what is mounted; errors like the kernel would."""
+
+    calls: list[MountCall] = field(default_factory=list)
+    mounted: dict[str, MountCall] = field(default_factory=dict)
+
+    def mount_overlay(self, lower: Sequence[str], upper: str | None, work: str | None,
+                      target: str) -> None:
+        """See :class:`Mounter`."""
+        overlay_options(lower, upper, work)
+        call = MountCall("mount_overlay", target, tuple(lower), upper, work)
+        self.calls.append(call)
+        if not pathlib.Path(target).is_dir():
+            raise MountError(f"overlay mount of {target} failed: No such file or directory")
+        self.mounted[target] = call
+
+    def unmount(self, target: str, *, detach: bool = False) -> None:
+        """See :class:`Mounter`."""
+        self.calls.append(MountCall("unmount", target, detach=detach))
+        if self.mounted.pop(target, None) is None:
+            raise MountError(f"unmount of {target} failed: Invalid argument")
