@@ -207,7 +207,7 @@ def test_parse_config() -> None:
     assert m.parse_config(raw(cfg))["rootfs"]["diff_ids"] == [D1, D2]
     with pytest.raises(InvalidArgument, match="diff_ids"):
         m.parse_config(raw({"rootfs": {"type": "layers", "diff_ids": ["sha256:../x"]}}))
-    with pytest.raises(InvalidArgument, match="rootfs.type"):
+    with pytest.raises(InvalidArgument, match=r"rootfs\.type"):
         m.parse_config(raw({"rootfs": {"type": "other", "diff_ids": []}}))
 
 
