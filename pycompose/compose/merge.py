@@ -322,7 +322,10 @@ def _mapping_rule(convert: Callable[[Any], dict[str, Any]]) -> Rule:
 
 
 def _build_map(value: Any) -> dict[str, Any]:
-    return {"context": value} if isinstance(value, str) else dict(value)
+    """``build: ./dir`` is ``build: {context: ./dir}``."""
+    if isinstance(value, str):
+        return {"context": value}
+    return dict(value) if isinstance(value, dict) else {}
 
 
 def merge_logging(base: Any, override: Any, path: Path, file: str | None) -> Any:
@@ -341,6 +344,8 @@ def merge_ipam_config(base: Any, override: Any, path: Path, file: str | None) ->
     pools = {p.get("subnet"): p for p in _as_list(base) if isinstance(p, dict)}
     out = []
     for pool in _as_list(override):
+        if isinstance(pool, Reset):
+            continue
         earlier = pools.get(pool.get("subnet")) if isinstance(pool, dict) else None
         if earlier is None:
             out.append(strip_tags(pool))

@@ -324,6 +324,15 @@ def test_build_short_string_and_mapping() -> None:
     }
 
 
+def test_null_base_values_take_the_override() -> None:
+    assert merged_web(
+        {"build": None, "environment": None}, {"build": "b", "environment": ["A=1"]}
+    ) == {
+        "build": {"context": "b"},
+        "environment": {"A": "1"},
+    }
+
+
 def test_logging_merges_options_for_the_same_driver() -> None:
     out = merged_web(
         {"logging": {"driver": "json-file", "options": {"max-size": "1m"}}},
