@@ -17,6 +17,7 @@ from pycompose.errors import PycomposeError
 # name -> "module:attribute"; the module is imported only when the command runs.
 COMMANDS: dict[str, str] = {
     "config": "pycompose.cli.config_cmd:config",
+    "engine": "pycompose.cli.engine_cmd:engine",
 }
 
 

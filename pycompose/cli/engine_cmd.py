@@ -1,0 +1,112 @@
+"""``pycompose engine serve|stop|status``: run and control the bundled engine daemon."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from pycompose.engine.config import EngineConfig
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def config_options(func: F) -> F:
+    """The flags every engine command takes to find (or place) its engine."""
+    options = [
+        click.option("--root", help="State directory [env PYCOMPOSE_ROOT; /var/lib/pycompose]."),
+        click.option(
+            "--runtime-dir",
+            help="Socket, pid file and log directory [env PYCOMPOSE_RUNTIME_DIR; /run/pycompose].",
+        ),
+        click.option(
+            "-H",
+            "--host",
+            help="API socket as unix:///path [env PYCOMPOSE_HOST; <runtime>/engine.sock].",
+        ),
+        click.option(
+            "--bridge-prefix", help="Prefix of bridge names [env PYCOMPOSE_BRIDGE_PREFIX]."
+        ),
+        click.option(
+            "--subnet-pool",
+            help="Network CIDRs, optional size: 10.89.0.0/16:24 [env PYCOMPOSE_SUBNET_POOL].",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        kwargs["config"] = EngineConfig.load(
+            root=kwargs.pop("root"),
+            runtime_dir=kwargs.pop("runtime_dir"),
+            host=kwargs.pop("host"),
+            bridge_prefix=kwargs.pop("bridge_prefix"),
+            subnet_pool=kwargs.pop("subnet_pool"),
+        )
+        return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group()
+def engine() -> None:
+    """Run and control the bundled container engine."""
+
+
+@engine.command()
+@config_options
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+    help="Daemon log verbosity (logs go to stderr).",
+)
+def serve(config: EngineConfig, log_level: str) -> None:
+    """Run the engine daemon in the foreground."""
+    import logging
+    import sys
+
+    from pycompose.engine.daemon import serve as serve_daemon
+
+    logging.basicConfig(
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    serve_daemon(config)
+
+
+@engine.command()
+@config_options
+@click.option(
+    "-t", "--timeout", type=float, default=15.0, show_default=True,
+    help="Seconds to wait after SIGTERM before SIGKILL.",
+)  # fmt: skip
+def stop(config: EngineConfig, timeout: float) -> None:
+    """Stop the engine daemon."""
+    from pycompose.engine.daemon import stop as stop_daemon
+
+    pid = stop_daemon(config, timeout=timeout)
+    if pid is None:
+        click.echo(f"no engine running for {config.runtime_dir}")
+    else:
+        click.echo(f"engine stopped (pid {pid})")
+
+
+@engine.command()
+@config_options
+def status(config: EngineConfig) -> None:
+    """Show whether the engine daemon runs and answers; exit 1 if it does not answer."""
+    from pycompose.engine.daemon import status as daemon_status
+
+    st = daemon_status(config)
+    state = "running" if st.running else "not running"
+    pid = f" (pid {st.pid})" if st.pid is not None else ""
+    answer = "answers" if st.answering else "does not answer"
+    click.echo(f"engine {state}{pid}; {config.host} {answer}")
+    if not st.answering:
+        raise click.exceptions.Exit(1)
