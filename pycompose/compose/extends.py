@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,22 +30,31 @@ LoadFile = Callable[[str], dict[str, Any]]
 
 _Ref = tuple[str, str]  # (file, service)
 
+# The chain being resolved by apply_extends calls further up the stack: load_file may load
+# the other file through the whole pipeline, extends included, so a cycle through several
+# files shows up as nested apply_extends calls rather than inside one resolver.
+_OUTER: ContextVar[tuple[_Ref, ...]] = ContextVar("pycompose_extends_chain", default=())
+
 
 @dataclass
 class _Resolver:
     """Resolves services of one or more files, remembering results and the current chain."""
 
     load_file: LoadFile
+    outer: tuple[_Ref, ...] = ()
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     done: dict[_Ref, dict[str, Any]] = field(default_factory=dict)
     chain: list[_Ref] = field(default_factory=list)
 
     def services(self, file: str) -> dict[str, Any]:
         if file not in self.files:
+            token = _OUTER.set((*self.outer, *self.chain))
             try:
                 loaded = self.load_file(file)
             except OSError as err:
                 raise ComposeError(f"cannot read {file}: {err.strerror or err}") from err
+            finally:
+                _OUTER.reset(token)
             self.files[file] = loaded
         found = self.files[file].get("services") or {}
         return found if isinstance(found, dict) else {}
@@ -54,8 +64,9 @@ class _Resolver:
         ref = (file, name)
         if ref in self.done:
             return self.done[ref]
-        if ref in self.chain:
-            raise _cycle_error([*self.chain[self.chain.index(ref) :], ref])
+        active = [*self.outer, *self.chain]
+        if ref in active:
+            raise _cycle_error([*active[active.index(ref) :], ref])
         service = self.services(file)[name]
         if not isinstance(service, dict) or "extends" not in service:
             result = service if isinstance(service, dict) else {}
@@ -135,6 +146,7 @@ def apply_extends(data: dict[str, Any], *, file: str, load_file: LoadFile) -> di
         isinstance(s, dict) and "extends" in s for s in services.values()
     ):
         return dict(data)
-    resolver = _Resolver(load_file=load_file, files={file: data})
+    file = os.path.normpath(file)
+    resolver = _Resolver(load_file=load_file, outer=_OUTER.get(), files={file: data})
     resolved = {name: resolver.resolve(file, name) for name in services}
     return {**data, "services": resolved}

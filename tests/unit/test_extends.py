@@ -168,6 +168,38 @@ def test_cycle_across_files() -> None:
         apply_extends(data, file=MAIN, load_file=files)
 
 
+def test_cycle_through_a_loader_that_resolves_extends_itself() -> None:
+    # The real loader loads the other file through the whole pipeline, extends included,
+    # so the cycle shows up as nested apply_extends calls.
+    docs = {
+        MAIN: {"services": {"a": {"extends": {"file": "/p/other.yaml", "service": "z"}}}},
+        "/p/other.yaml": {"services": {"z": {"extends": {"file": MAIN, "service": "a"}}}},
+    }
+
+    def load_file(path: str) -> dict[str, Any]:
+        return apply_extends(copy.deepcopy(docs[path]), file=path, load_file=load_file)
+
+    with pytest.raises(ComposeError) as info:
+        apply_extends(docs[MAIN], file=MAIN, load_file=load_file)
+    assert info.value.message == (
+        "circular extends: a in /p/compose.yaml -> extends z in /p/other.yaml"
+        " -> extends a in /p/compose.yaml"
+    )
+
+
+def test_nested_loader_without_cycle() -> None:
+    docs: dict[str, dict[str, Any]] = {
+        MAIN: {"services": {"a": {"extends": {"file": "/p/other.yaml", "service": "z"}}}},
+        "/p/other.yaml": {"services": {"z": {"extends": "y", "command": "z"}, "y": {"image": "y"}}},
+    }
+
+    def load_file(path: str) -> dict[str, Any]:
+        return apply_extends(copy.deepcopy(docs[path]), file=path, load_file=load_file)
+
+    out = apply_extends(docs[MAIN], file=MAIN, load_file=load_file)
+    assert out["services"]["a"] == {"image": "y", "command": "z"}
+
+
 def test_missing_service_in_same_file() -> None:
     data = {"services": {"a": {"extends": "nope", "image": "x"}}}
     with pytest.raises(ComposeError) as info:
