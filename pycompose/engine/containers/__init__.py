@@ -1,0 +1,1 @@
+"""Containers: records, state machine, create-request validation and API views."""

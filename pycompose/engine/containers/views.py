@@ -1,0 +1,225 @@
+"""How containers look through the API: inspect, list entries and list filters.
+
+Shapes follow the Docker Engine API (v1.41+) field by field, so the docker CLI's
+templates (``--format '{{.State.Pid}}'``) and docker-py read our answers unchanged.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import shlex
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pycompose.engine.containers.record import ZERO_TIME, ContainerRecord
+from pycompose.engine.errors import InvalidArgument
+
+LIST_FILTERS = ("id", "name", "label", "status", "exited", "ancestor", "before", "since")
+STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
+
+
+def _parse_time(stamp: str) -> _dt.datetime:
+    text = stamp.rstrip("Z")
+    if "." in text:
+        head, frac = text.split(".", 1)
+        text = f"{head}.{frac[:6]}"
+    return _dt.datetime.fromisoformat(text).replace(tzinfo=_dt.UTC)
+
+
+def human_duration(seconds: float) -> str:
+    """Docker's ``HumanDuration``: "Less than a second", "5 seconds", "About a minute"..."""
+    if seconds < 1:
+        return "Less than a second"
+    if seconds < 2:
+        return "1 second"
+    if seconds < 60:
+        return f"{int(seconds)} seconds"
+    minutes = seconds / 60
+    if minutes < 2:
+        return "About a minute"
+    if minutes < 60:
+        return f"{int(minutes)} minutes"
+    hours = minutes / 60
+    if round(hours) < 2:
+        return "About an hour"
+    if hours < 48:
+        return f"{round(hours)} hours"
+    if hours < 24 * 14:
+        return f"{int(hours / 24)} days"
+    if hours < 24 * 60:
+        return f"{int(hours / 24 / 7)} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{int(hours / 24 / 30)} months"
+    return f"{int(hours / 24 / 365)} years"
+
+
+def status_text(record: ContainerRecord, now: _dt.datetime | None = None) -> str:
+    """The ``Status`` column of ``docker ps``: "Up 5 seconds", "Exited (0) 2 minutes ago"."""
+    now = now or _dt.datetime.now(_dt.UTC)
+    state = record.state
+    if state.status in ("running", "paused"):
+        text = f"Up {human_duration((now - _parse_time(state.started_at)).total_seconds())}"
+        return text + (" (Paused)" if state.status == "paused" else "")
+    if state.status == "restarting":
+        ago = human_duration((now - _parse_time(state.finished_at)).total_seconds())
+        return f"Restarting ({state.exit_code}) {ago} ago"
+    if state.status == "exited" and state.finished_at != ZERO_TIME:
+        ago = human_duration((now - _parse_time(state.finished_at)).total_seconds())
+        return f"Exited ({state.exit_code}) {ago} ago"
+    if state.status == "removing":
+        return "Removal In Progress"
+    if state.status == "dead":
+        return "Dead"
+    return "Created"
+
+
+def command_text(record: ContainerRecord) -> str:
+    return " ".join(
+        shlex.quote(part) if " " in part else part for part in [record.path, *record.args]
+    )
+
+
+def inspect(record: ContainerRecord, *, image_id: str | None = None) -> dict[str, Any]:
+    """Docker's ``GET /containers/{id}/json``."""
+    return {
+        "Id": record.id,
+        "Created": record.created,
+        "Path": record.path,
+        "Args": list(record.args),
+        "State": record.state.docker(),
+        "Image": image_id or record.image_id,
+        "ResolvConfPath": record.network_settings.get("ResolvConfPath", ""),
+        "HostnamePath": record.network_settings.get("HostnamePath", ""),
+        "HostsPath": record.network_settings.get("HostsPath", ""),
+        "LogPath": record.network_settings.get("LogPath", ""),
+        "Name": "/" + record.name,
+        "RestartCount": record.restart_count,
+        "Driver": "overlay",
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": list(record.exec_ids) or None,
+        "HostConfig": record.host_config,
+        "GraphDriver": {"Name": "overlay", "Data": record.network_settings.get("GraphDriver", {})},
+        "Mounts": record.mounts,
+        "Config": record.config,
+        "NetworkSettings": {
+            k: v
+            for k, v in record.network_settings.items()
+            if k not in ("ResolvConfPath", "HostnamePath", "HostsPath", "LogPath", "GraphDriver")
+        },
+    }
+
+
+def summary(record: ContainerRecord, now: _dt.datetime | None = None) -> dict[str, Any]:
+    """One entry of ``GET /containers/json``."""
+    created = int(_parse_time(record.created).timestamp())
+    networks = record.network_settings.get("Networks") or {}
+    return {
+        "Id": record.id,
+        "Names": ["/" + record.name],
+        "Image": record.image_name,
+        "ImageID": record.image_id,
+        "Command": command_text(record),
+        "Created": created,
+        "Ports": record.network_settings.get("PortSummary", []),
+        "Labels": record.labels,
+        "State": record.state.status,
+        "Status": status_text(record, now),
+        "HostConfig": {"NetworkMode": record.host_config.get("NetworkMode", "default")},
+        "NetworkSettings": {"Networks": networks},
+        "Mounts": record.mounts,
+    }
+
+
+def parse_filters(raw: str | None) -> dict[str, list[str]]:
+    """Docker's ``filters`` query: ``{"key": ["v"]}`` or the legacy ``{"key": {"v": true}}``."""
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError as err:
+        raise InvalidArgument(f"invalid filters: {err}") from err
+    if not isinstance(data, dict):
+        raise InvalidArgument("invalid filters: expected a JSON object")
+    out: dict[str, list[str]] = {}
+    for key, values in data.items():
+        if isinstance(values, dict):
+            out[key] = [k for k, v in values.items() if v]
+        elif isinstance(values, list):
+            out[key] = [str(v) for v in values]
+        else:
+            raise InvalidArgument(f"invalid filter value for {key!r}")
+    return out
+
+
+def _label_match(labels: Mapping[str, str], wanted: str) -> bool:
+    key, eq, value = wanted.partition("=")
+    if key not in labels:
+        return False
+    return not eq or labels[key] == value
+
+
+def matches(
+    record: ContainerRecord,
+    filters: Mapping[str, list[str]],
+    image_matches: Any = None,
+    order: Mapping[str, int] | None = None,
+) -> bool:
+    """Whether ``record`` passes every filter (values of one key are OR-ed, keys AND-ed)."""
+    for key, values in filters.items():
+        if not values:
+            continue
+        if key == "id":
+            ok = any(record.id.startswith(v) for v in values)
+        elif key == "name":
+            ok = any(v.lstrip("/") in record.name for v in values)
+        elif key == "label":
+            ok = all(_label_match(record.labels, v) for v in values)
+        elif key == "status":
+            for value in values:
+                if value not in STATUSES:
+                    raise InvalidArgument(f"invalid filter 'status={value}'")
+            ok = record.state.status in values
+        elif key == "exited":
+            ok = record.state.status == "exited" and str(record.state.exit_code) in values
+        elif key == "ancestor":
+            ok = bool(image_matches and any(image_matches(record, v) for v in values))
+        elif key in ("before", "since") and order is not None:
+            position = order.get(record.id, 0)
+            refs = [order.get(v) for v in values]
+            if any(r is None for r in refs):
+                raise InvalidArgument(f"no such container for filter {key}")
+            ok = all(
+                (position < r) if key == "before" else (position > r) for r in refs if r is not None
+            )
+        else:
+            raise InvalidArgument(f"invalid filter '{key}'")
+        if not ok:
+            return False
+    return True
+
+
+def filter_records(
+    records: Iterable[ContainerRecord],
+    filters: Mapping[str, list[str]],
+    *,
+    all_states: bool,
+    image_matches: Any = None,
+) -> list[ContainerRecord]:
+    """``docker ps`` semantics: running only unless ``all``, then the filters."""
+    records = list(records)
+    order = {r.id: i for i, r in enumerate(sorted(records, key=lambda r: r.created))}
+    for r in records:
+        order.setdefault(r.name, order[r.id])
+    out = []
+    for record in records:
+        # As in Docker, a status filter lists stopped containers even without --all.
+        hide_stopped = not all_states and "status" not in filters and "exited" not in filters
+        if hide_stopped and record.state.status not in ("running", "paused", "restarting"):
+            continue
+        if matches(record, filters, image_matches, order):
+            out.append(record)
+    return out
