@@ -3,9 +3,9 @@
 A container root filesystem is ``overlay`` with the image's layer directories as
 ``lowerdir`` (top first) and a per-container ``upperdir``/``workdir``. mount(2) takes its
 options in one page, so with many layers and long paths the option string would not fit:
-then the mount is made by the ``mount`` program run in the common parent directory with
-relative paths (as Docker's overlay2 driver does with a chdir), never by changing the
-daemon's own working directory.
+then the directories are named through one-character symlinks in a temp directory and
+the ``mount`` program runs there with relative names (Docker's overlay2 driver does the
+same with a chdir), never changing the daemon's own working directory.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import ctypes
 import ctypes.util
 import os
 import pathlib
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -60,17 +62,18 @@ def overlay_options(lower: Sequence[str], upper: str | None, work: str | None) -
     return opts
 
 
-def _relative_options(lower: Sequence[str], upper: str | None,
-                      work: str | None) -> tuple[str, str]:
-    """Options with paths relative to their common parent, and that parent."""
-    absolute = [os.path.abspath(p) for p in (*lower, *(x for x in (upper, work) if x))]
-    base = os.path.commonpath(absolute)
-    if base in absolute:  # a path equal to the base would become "."
-        base = os.path.dirname(base)
-    rel = [os.path.relpath(p, base) for p in absolute]
+def _short_link_options(links: str, lower: Sequence[str], upper: str | None,
+                        work: str | None) -> str:
+    """Options naming the directories through one-character symlinks made in ``links``.
+
+    The kernel resolves them at mount time, so ``links`` can go right after.
+    """
+    rel = []
+    for i, path in enumerate([*lower, *(p for p in (upper, work) if p is not None)]):
+        os.symlink(os.path.abspath(path), os.path.join(links, f"{i:x}"))
+        rel.append(f"{i:x}")
     n = len(lower)
-    opts = overlay_options(rel[:n], rel[n] if upper else None, rel[n + 1] if upper else None)
-    return opts, base
+    return overlay_options(rel[:n], rel[n] if upper else None, rel[n + 1] if upper else None)
 
 
 class KernelMounter:
@@ -86,13 +89,17 @@ class KernelMounter:
         if len(opts) <= MAX_OPTIONS:
             self._mount("overlay", target, "overlay", 0, opts)
             return
-        rel_opts, base = _relative_options(lower, upper, work)
-        if len(rel_opts) > MAX_OPTIONS:
-            raise MountError(f"overlay mount of {target}: {len(lower)} layers do not fit in "
-                             f"the {MAX_OPTIONS} byte mount option limit")
-        proc = subprocess.run(
-            ["mount", "-t", "overlay", "overlay", "-o", rel_opts, os.path.abspath(target)],
-            cwd=base, capture_output=True, text=True, check=False)
+        links = tempfile.mkdtemp(prefix="pycompose-ovl-")
+        try:
+            rel_opts = _short_link_options(links, lower, upper, work)
+            if len(rel_opts) > MAX_OPTIONS:
+                raise MountError(f"overlay mount of {target}: {len(lower)} layers do not fit "
+                                 f"in the {MAX_OPTIONS} byte mount option limit")
+            proc = subprocess.run(
+                ["mount", "-t", "overlay", "overlay", "-o", rel_opts, os.path.abspath(target)],
+                cwd=links, capture_output=True, text=True, check=False)
+        finally:
+            shutil.rmtree(links)
         if proc.returncode != 0:
             raise MountError(f"overlay mount of {target} failed: {proc.stderr.strip()}")
 
