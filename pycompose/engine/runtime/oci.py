@@ -90,7 +90,7 @@ class OciRuntime(Protocol):
 
 def _error(verb: str, container_id: str, stderr: bytes) -> EngineError:
     text = stderr.decode("utf-8", "replace").strip()
-    msg = _last_message(text)
+    msg = last_message(text)
     low = msg.lower()
     if "does not exist" in low or "not found" in low or "no such file" in low:
         return NotFound(f"container {container_id} has no runtime state: {msg}")
@@ -99,8 +99,10 @@ def _error(verb: str, container_id: str, stderr: bytes) -> EngineError:
     return OciError(f"{verb} {container_id} failed: {msg or 'no message from the runtime'}")
 
 
-def _last_message(text: str) -> str:
-    """runc prints logrus lines (``level=error msg="..."``) or plain text; keep the message."""
+def last_message(text: str) -> str:
+    """The runtime's own error message out of its stderr.
+
+    runc prints logrus lines (``level=error msg="..."``) or plain text; keep the message."""
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
         return ""
@@ -355,7 +357,7 @@ def try_runtime(binary: str, work_dir: Path) -> str | None:
                            timeout=_TIMEOUT, check=False)  # fmt: skip
         if run.returncode != 0:
             text = (run.stderr or run.stdout).decode("utf-8", "replace").strip()
-            return _last_message(text) or f"exited with status {run.returncode}"
+            return last_message(text) or f"exited with status {run.returncode}"
     return None
 
 
