@@ -123,13 +123,26 @@ async def download_blobs(repo: Repository, content: ContentStore, blobs: list[De
             emit(progress_event("Download complete", ident))
             fetched.append(desc)
 
-    async with anyio.create_task_group() as tg:
-        for desc in blobs:
-            if content.has(desc.digest):
-                emit(progress_event("Already exists", short_id(desc.digest)))
-            else:
-                tg.start_soon(one, desc)
+    try:
+        async with anyio.create_task_group() as tg:
+            for desc in blobs:
+                if content.has(desc.digest):
+                    emit(progress_event("Already exists", short_id(desc.digest)))
+                else:
+                    tg.start_soon(one, desc)
+    except BaseExceptionGroup as group:
+        raise first_error(group) from None
     return fetched
+
+
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first real error in a task group's exception group (callers expect ours, not a
+    group: the first failing download cancels the others)."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            return first_error(exc)
+        return exc
+    return group
 
 
 def _store_reference(ref: Reference) -> str:

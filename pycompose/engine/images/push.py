@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from pycompose.engine.errors import InvalidArgument
 from pycompose.engine.images.manifest import MAX_MANIFEST_SIZE, Descriptor, parse_manifest
-from pycompose.engine.images.pull import Progress, short_id
+from pycompose.engine.images.pull import Progress, first_error, short_id
 from pycompose.engine.images.pull import progress_event as _event
 from pycompose.engine.images.reference import Reference, parse_reference
 from pycompose.engine.images.registry import RegistryClient, RegistryConfig, Repository
@@ -108,16 +108,21 @@ async def push(reference: str, *, content: ContentStore, images: ImageStore,
     client = client or RegistryClient(registry_config)
     try:
         repo = await client.repository(ref, push=True)
+        # The config first and alone: it settles authentication (and fails fast on a
+        # refusal) before parallel uploads start.
+        await push_blob(repo, content, manifest.config, sources, lambda _e: None, chunk_size)
         limiter = anyio.CapacityLimiter(max(1, max_concurrent_uploads))
 
         async def one(desc: Descriptor) -> None:
             async with limiter:
                 await push_blob(repo, content, desc, sources, emit, chunk_size)
 
-        async with anyio.create_task_group() as tg:
-            for desc in manifest.layers:
-                tg.start_soon(one, desc)
-        await push_blob(repo, content, manifest.config, sources, lambda _e: None, chunk_size)
+        try:
+            async with anyio.create_task_group() as tg:
+                for desc in manifest.layers:
+                    tg.start_soon(one, desc)
+        except BaseExceptionGroup as group:
+            raise first_error(group) from None
         tag = ref.tag or "latest"
         digest = await repo.put_manifest(tag, data, media_type)
     finally:
