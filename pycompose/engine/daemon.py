@@ -96,8 +96,8 @@ def hold_lock(config: EngineConfig) -> Iterator[None]:
     fd = _acquire_lock(config)
     try:
         if config.socket_path.exists() or config.socket_path.is_symlink():
-            if EngineClient(str(config.socket_path), timeout=1.0).ping():
-                raise Conflict(f"another server already answers on {config.host}")
+            if _listening(config.socket_path):
+                raise Conflict(f"another server already listens on {config.host}")
             config.socket_path.unlink()  # left behind by a daemon that was killed
         config.socket_path.parent.mkdir(parents=True, exist_ok=True, mode=0o711)
         tmp = config.pid_path.with_name(f".engine.pid.{os.getpid()}")
@@ -113,6 +113,18 @@ def hold_lock(config: EngineConfig) -> Iterator[None]:
             config.lock_path.unlink()
     finally:
         os.close(fd)  # releases the flock
+
+
+def _listening(path: Path) -> bool:
+    """True if something accepts connections on the unix socket ``path``."""
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            sock.connect(str(path))
+        except (ConnectionRefusedError, FileNotFoundError):
+            return False
+    return True
 
 
 def _acquire_lock(config: EngineConfig) -> int:

@@ -1,0 +1,205 @@
+"""The stdlib client against our server (in a thread, on a temp socket) and the system routes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pycompose.engine.api.app import EngineContext, build_context
+from pycompose.engine.api.router import HijackResponse, Request, Response, StreamResponse
+from pycompose.engine.api.server import ApiServer
+from pycompose.engine.api.streams import (
+    MULTIPLEXED_STREAM,
+    STDERR,
+    STDOUT,
+    RawStream,
+    error_message,
+    frame,
+    json_line,
+)
+from pycompose.engine.client import EngineClient, EngineUnreachable, error_for_status
+from pycompose.engine.config import EngineConfig
+from pycompose.engine.errors import Conflict, EngineError, InvalidArgument, NotFound
+
+
+class ServerThread:
+    """A daemon-less API server on its own loop in a thread."""
+
+    def __init__(self, ctx: EngineContext) -> None:
+        self.ctx = ctx
+        self.loop = asyncio.new_event_loop()
+        self.server = ApiServer(ctx.router, common_headers=ctx.system.common_headers())
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(5)
+
+    def __enter__(self) -> ServerThread:
+        self.thread.start()
+        self.ctx.events.bind_loop(self.loop)
+        self.call(self.server.start(self.ctx.config.socket_path))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.call(self.server.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+def add_test_routes(ctx: EngineContext) -> None:
+    async def conflict(req: Request) -> Response:
+        raise Conflict("name in use")
+
+    async def pull(req: Request) -> StreamResponse:
+        async def gen() -> AsyncIterator[bytes]:
+            yield json_line({"status": "Pulling"})
+            yield json_line({"status": "Done"})[:5]  # a document split across chunks
+            yield json_line({"status": "Done"})[5:]
+            if req.query_bool("fail"):
+                yield json_line(error_message("manifest unknown"))
+
+        return StreamResponse(gen())
+
+    async def logs(req: Request) -> StreamResponse:
+        async def gen() -> AsyncIterator[bytes]:
+            yield frame(STDOUT, b"out\n") + frame(STDERR, b"err")[:4]
+            yield frame(STDERR, b"err")[4:]
+
+        return StreamResponse(gen(), content_type=MULTIPLEXED_STREAM)
+
+    async def attach(req: Request) -> HijackResponse:
+        body = await req.json_object(required=False)
+
+        async def run(stream: RawStream) -> None:
+            await stream.write_frame(STDOUT, json.dumps(body).encode())
+            data = await stream.read()
+            await stream.write_frame(STDERR, data[::-1])
+            stream.close_write()
+
+        return HijackResponse(run, content_type=MULTIPLEXED_STREAM)
+
+    async def publish(req: Request) -> Response:
+        ctx.events.publish("container", req.params["action"], "c1", {"name": "web"})
+        return Response(status=204)
+
+    ctx.router.add("POST", "/conflict", conflict)
+    ctx.router.add("POST", "/images/create", pull)
+    ctx.router.add("GET", "/containers/{id}/logs", logs)
+    ctx.router.add("POST", "/containers/{id}/attach", attach)
+    ctx.router.add("POST", "/publish/{action}", publish)
+
+
+@pytest.fixture
+def engine() -> Iterator[tuple[EngineClient, ServerThread]]:
+    tmp = Path(tempfile.mkdtemp(prefix="pccli-"))
+    config = EngineConfig.load(root=tmp / "root", runtime_dir=tmp / "run", environ={})
+    config.root.mkdir(parents=True)
+    config.runtime_dir.mkdir()
+    ctx = build_context(config)
+    add_test_routes(ctx)
+    try:
+        with ServerThread(ctx) as st:
+            yield EngineClient(str(config.socket_path), timeout=5), st
+    finally:
+        shutil.rmtree(tmp)
+
+
+def test_ping_version_info(engine: tuple[EngineClient, ServerThread]) -> None:
+    client, st = engine
+    assert client.ping()
+    version = client.version()
+    assert version["ApiVersion"] == "1.47" and version["MinAPIVersion"] == "1.41"
+    assert version["Components"][0]["Name"] == "Engine" and version["Os"] == "linux"
+    st.ctx.system.add_info_provider(lambda: {"Containers": 3, "ContainersRunning": 2})
+
+    async def images() -> dict[str, Any]:
+        return {"Images": 7}
+
+    st.ctx.system.add_info_provider(images)
+    info = client.info()
+    assert (info["Containers"], info["ContainersRunning"], info["Images"]) == (3, 2, 7)
+    assert info["OSType"] == "linux" and info["DockerRootDir"] == str(st.ctx.config.root)
+    assert info["ID"] == client.info()["ID"]  # stable across calls
+    assert client.get("/containers/json", {"all": True}) == []
+
+
+def test_error_statuses_become_engine_errors(engine: tuple[EngineClient, ServerThread]) -> None:
+    client, _ = engine
+    with pytest.raises(Conflict, match="name in use"):
+        client.post("/conflict", {})
+    with pytest.raises(NotFound, match="page not found"):
+        client.get("/nope")
+    with pytest.raises(InvalidArgument, match="invalid filter 'colour'"):
+        client.get("/containers/json", {"filters": {"colour": ["red"]}})
+    err = error_for_status(503, "down")
+    assert type(err) is EngineError and err.status == 503
+
+
+def test_streamed_json_and_in_stream_errors(engine: tuple[EngineClient, ServerThread]) -> None:
+    client, _ = engine
+    with client.stream("POST", "/images/create", query={"fromImage": "busybox"}) as resp:
+        assert list(resp.iter_json()) == [{"status": "Pulling"}, {"status": "Done"}]
+    with (
+        client.stream("POST", "/images/create", query={"fail": True}) as resp,
+        pytest.raises(EngineError, match="manifest unknown"),
+    ):
+        list(resp.iter_json())
+
+
+def test_multiplexed_logs(engine: tuple[EngineClient, ServerThread]) -> None:
+    client, _ = engine
+    with client.stream("GET", "/containers/c1/logs", query={"stdout": 1}) as resp:
+        assert list(resp.iter_frames()) == [(STDOUT, b"out\n"), (STDERR, b"err")]
+
+
+def test_hijack(engine: tuple[EngineClient, ServerThread]) -> None:
+    client, _ = engine
+    with client.hijack("/containers/c1/attach", body={"Detach": False}) as conn:
+        assert not conn.tty and conn.content_type == MULTIPLEXED_STREAM
+        conn.send(b"abc")
+        conn.close_write()
+        data = b""
+        while chunk := conn.recv():
+            data += chunk
+    assert data == frame(STDOUT, b'{"Detach": false}') + frame(STDERR, b"cba")
+
+
+def test_events_stream_with_filters_and_until(engine: tuple[EngineClient, ServerThread]) -> None:
+    client, _ = engine
+    client.post("/publish/create")
+    client.post("/publish/start")
+    query = {"since": "0", "until": "0s", "filters": json.dumps({"event": ["start"]})}
+    # "until" as a duration counts back from now, so this replays the history and stops.
+    with client.stream("GET", "/events", query=query) as resp:
+        events = list(resp.iter_json())
+    assert [(e["Action"], e["Actor"]["Attributes"]["name"]) for e in events] == [("start", "web")]
+    with pytest.raises(InvalidArgument, match="invalid time value"):
+        client.get("/events", {"since": "yesterday"})
+
+
+def test_unreachable_socket() -> None:
+    client = EngineClient("/nonexistent/engine.sock")
+    assert not client.ping()
+    with pytest.raises(EngineUnreachable, match="cannot reach the engine at unix:///nonexistent"):
+        client.version()
+
+
+def test_client_import_is_lean() -> None:
+    code = (
+        "import sys, pycompose.engine.client, pycompose.engine.config, pycompose.engine.daemon\n"
+        "heavy = {'asyncio', 'http.client', 'httpx', 'ssl', 'pycompose.engine.api.server'}\n"
+        "print(sorted(heavy & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
