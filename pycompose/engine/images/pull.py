@@ -183,7 +183,8 @@ async def pull(reference: str, *, content: ContentStore, images: ImageStore,
         repo, top = await open_for_pull(client, ref)
         raw, manifest = await resolve_manifest(repo, top, wanted)
         for layer in manifest.layers:
-            emit(progress_event("Pulling fs layer", short_id(layer.digest)))
+            if not content.has(layer.digest):
+                emit(progress_event("Pulling fs layer", short_id(layer.digest)))
         await repo.fetch_blob(manifest.config, content)
         fetched = await download_blobs(repo, content, list(manifest.layers), emit,
                                        max_concurrent_downloads)
