@@ -10,6 +10,7 @@ compressed blobs, so digests survive. ``load`` reads either (and legacy
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import enum
 import io
@@ -203,6 +204,7 @@ class _Loaded:
     files: dict[str, str] = field(default_factory=dict)
     links: dict[str, str] = field(default_factory=dict)
     new_blobs: set[str] = field(default_factory=set)
+    used: set[str] = field(default_factory=set)
 
     def digest(self, path: str) -> str:
         seen = 0
@@ -242,12 +244,29 @@ def _ingest_member(content: ContentStore, tf: tarfile.TarFile, member: tarfile.T
     loaded.new_blobs.add(digest)
 
 
-def _read_archive(content: ContentStore, stream: BinaryIO) -> _Loaded:
+@contextlib.contextmanager
+def _loading(content: ContentStore) -> Iterator[_Loaded]:
+    """Collects what a load brings in; blobs no loaded image uses are removed at the end."""
     loaded = _Loaded()
+    try:
+        yield loaded
+    finally:
+        for digest in loaded.new_blobs - loaded.used:
+            if content.has(digest):
+                content.delete(digest)
+
+
+def _member_name(member: tarfile.TarInfo) -> str:
+    if ".." in member.name.split("/"):
+        raise InvalidArgument(f"archive member {member.name!r} has a '..' component")
+    return posixpath.normpath(member.name.lstrip("/"))
+
+
+def _read_archive(content: ContentStore, stream: BinaryIO, loaded: _Loaded) -> None:
     try:
         with tarfile.open(fileobj=stream, mode="r|*") as tf:
             for member in tf:
-                name = posixpath.normpath(member.name.lstrip("/"))
+                name = _member_name(member)
                 if member.issym() or member.islnk():
                     base = posixpath.dirname(name) if member.issym() else ""
                     loaded.links[name] = posixpath.normpath(posixpath.join(base,
@@ -260,7 +279,6 @@ def _read_archive(content: ContentStore, stream: BinaryIO) -> _Loaded:
                     _ingest_member(content, tf, member, name, loaded)
     except tarfile.TarError as err:
         raise InvalidArgument(f"not a valid image archive: {err}") from err
-    return loaded
 
 
 def _parse_json(data: bytes, name: str) -> Any:
@@ -273,31 +291,27 @@ def _parse_json(data: bytes, name: str) -> Any:
 def load(images: ImageStore, stream: BinaryIO,
          platform: mf.Platform = mf.DEFAULT_PLATFORM) -> list[ImageRecord]:
     """Load a docker-archive or OCI layout tarball; returns the images with their tags."""
-    return _load_from(images, _read_archive(images.content, stream), platform)
+    with _loading(images.content) as loaded:
+        _read_archive(images.content, stream, loaded)
+        return _load_from(images, loaded, platform)
 
 
 def _load_from(images: ImageStore, loaded: _Loaded,
                platform: mf.Platform) -> list[ImageRecord]:
-    content = images.content
-    used: set[str] = set()
-    try:
-        if "manifest.json" in loaded.docs:
-            records = _load_docker(images, loaded)
-        elif "index.json" in loaded.docs:
-            records = _load_oci(images, loaded, platform)
-        else:
-            raise InvalidArgument("not an image archive: it has neither manifest.json "
-                                  "(docker-archive) nor index.json (OCI layout)")
-        for record in records:
-            used.update({record.config_digest, record.manifest_digest,
-                         *(layer.digest for layer in record.layers)})
-            if record.index_digest:
-                used.add(record.index_digest)
-        return [images.resolve(r.id) for r in records]
-    finally:
-        for digest in loaded.new_blobs - used:
-            if content.has(digest):
-                content.delete(digest)
+    if "manifest.json" in loaded.docs:
+        records = _load_docker(images, loaded)
+    elif "index.json" in loaded.docs:
+        records = _load_oci(images, loaded, platform)
+    else:
+        raise InvalidArgument("not an image archive: it has neither manifest.json "
+                              "(docker-archive) nor index.json (OCI layout)")
+    for record in records:
+        loaded.used.update({record.config_digest, record.manifest_digest,
+                            *(layer.digest for layer in record.layers)})
+        if record.index_digest:
+            loaded.used.add(record.index_digest)
+    unique = dict.fromkeys(r.id for r in records)  # one image may be tagged twice
+    return [images.resolve(image_id) for image_id in unique]
 
 
 def _layer_media_type(content: ContentStore, digest: str) -> str:
@@ -501,18 +515,18 @@ def load_layout_dir(images: ImageStore, layout: os.PathLike[str] | str,
     root = os.fspath(layout)
     if not os.path.isfile(os.path.join(root, "index.json")):
         raise NotFound(f"{root} is not an OCI image layout (no index.json)")
-    loaded = _Loaded()
-    with open(os.path.join(root, "index.json"), "rb") as fp:
-        loaded.docs["index.json"] = _parse_json(fp.read(_MAX_JSON + 1), "index.json")
-    blobs = os.path.join(root, "blobs", "sha256")
-    for entry in sorted(os.listdir(blobs)):
-        expected = "sha256:" + entry
-        digest_hex(expected)
-        if images.content.has(expected):
-            continue
-        with open(os.path.join(blobs, entry), "rb") as fp, \
-                images.content.ingest(expected) as ing:
-            ing.reset()
-            ing.write_from(fp)
-            loaded.new_blobs.add(ing.commit())
-    return _load_from(images, loaded, platform)
+    with _loading(images.content) as loaded:
+        with open(os.path.join(root, "index.json"), "rb") as fp:
+            loaded.docs["index.json"] = _parse_json(fp.read(_MAX_JSON + 1), "index.json")
+        blobs = os.path.join(root, "blobs", "sha256")
+        for entry in sorted(os.listdir(blobs)):
+            expected = "sha256:" + entry
+            digest_hex(expected)
+            if images.content.has(expected):
+                continue
+            with open(os.path.join(blobs, entry), "rb") as fp, \
+                    images.content.ingest(expected) as ing:
+                ing.reset()
+                ing.write_from(fp)
+                loaded.new_blobs.add(ing.commit())
+        return _load_from(images, loaded, platform)
