@@ -23,6 +23,7 @@ from tests.fixtures import registry as fx
 
 plain_registry = fx.plain_registry
 tls_registry = fx.tls_registry
+token_registry = fx.token_registry
 fake_registry = fx.fake_registry
 
 
@@ -186,6 +187,31 @@ def test_push_uploads_to_an_empty_registry_with_auth(
         assert pushing[-1]["progressDetail"]["current"] == pushing[-1]["progressDetail"]["total"]
         assert fx.skopeo_inspect(tls_registry, repo)["Digest"] == digest
         stores.images.untag(target)  # else the next push mounts from this repository
+
+
+def test_bearer_tokens_from_a_real_token_service(token_registry: fx.RegistryServer,
+                                                 layout: pathlib.Path, stores: Stores) -> None:
+    tokens = token_registry.token_server
+    assert tokens is not None
+    fx.skopeo_copy(layout, token_registry, "library/busybox")
+    tokens.requests.clear()
+    anonymous = token_registry.client_config(credentials=None)
+    record = stores.pull(f"{token_registry.host}/library/busybox", anonymous)
+    assert tokens.requests[0] == {"service": [tokens.SERVICE],
+                                  "scope": ["repository:library/busybox:pull"]}
+
+    target = f"{token_registry.host}/team/app:1"
+    stores.images.tag(record.id, target)
+    with pytest.raises(RegistryUnauthorized):
+        stores.push(target, anonymous)  # the token service grants anonymous users pull only
+    tokens.requests.clear()
+    stores.events.clear()
+    digest = stores.push(target, token_registry.client_config())
+    assert stores.statuses().count("Mounted from library/busybox") == 2
+    assert {"service": [tokens.SERVICE],
+            "scope": ["repository:team/app:pull,push", "repository:library/busybox:pull"]} \
+        in tokens.requests
+    assert fx.skopeo_inspect(token_registry, "team/app:1")["Digest"] == digest
 
 
 def test_push_refuses_digest_reference(stores: Stores) -> None:
