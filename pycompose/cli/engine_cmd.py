@@ -65,7 +65,14 @@ def engine() -> None:
     show_default=True,
     help="Daemon log verbosity (logs go to stderr).",
 )
-def serve(config: EngineConfig, log_level: str) -> None:
+@click.option(
+    "--component",
+    "components",
+    multiple=True,
+    metavar="MODULE:FUNCTION",
+    help="An extra engine component to load after the built-in ones (repeatable).",
+)
+def serve(config: EngineConfig, log_level: str, components: tuple[str, ...]) -> None:
     """Run the engine daemon in the foreground."""
     import logging
     import sys
@@ -77,7 +84,7 @@ def serve(config: EngineConfig, log_level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    serve_daemon(config)
+    serve_daemon(config, components)
 
 
 @engine.command()

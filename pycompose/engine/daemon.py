@@ -154,16 +154,22 @@ def _acquire_lock(config: EngineConfig) -> int:
 # -- serving ----------------------------------------------------------------------------------
 
 
-def serve(config: EngineConfig, components: tuple[str, ...] | None = None) -> None:
-    """Run the daemon in the foreground until SIGTERM or SIGINT (logging is the caller's)."""
+def serve(config: EngineConfig, extra_components: tuple[str, ...] = ()) -> None:
+    """Run the daemon in the foreground until SIGTERM or SIGINT (logging is the caller's).
+
+    ``extra_components`` (``"module:function"``) load after the built-in ones.
+    """
     import asyncio
 
-    config.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with hold_lock(config):
-        asyncio.run(_serve_async(config, components))
+    try:
+        config.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with hold_lock(config):
+            asyncio.run(_serve_async(config, extra_components))
+    except OSError as err:
+        raise DaemonError(f"the engine cannot run: {err}") from err
 
 
-async def _serve_async(config: EngineConfig, components: tuple[str, ...] | None) -> None:
+async def _serve_async(config: EngineConfig, extra_components: tuple[str, ...]) -> None:
     import asyncio
     import logging
 
@@ -174,7 +180,7 @@ async def _serve_async(config: EngineConfig, components: tuple[str, ...] | None)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    specs = app.COMPONENTS if components is None else components
+    specs = (*app.COMPONENTS, *extra_components)
     server, ctx, loader = await app.start_api(config, specs)
     log.info("engine listening on %s (root %s, pid %d)", config.host, config.root, os.getpid())
     try:
@@ -217,33 +223,60 @@ def ensure_daemon(config: EngineConfig, *, timeout: float = START_TIMEOUT) -> En
             f"nothing answers on {config.host} (auto-start only applies to sockets "
             f"inside the runtime dir {config.runtime_dir})"
         )
-    if not lock_held(config):
-        _spawn(config)
-    _wait_until_answering(client, config, timeout)
+    pid = None if lock_held(config) else _spawn(config)
+    _wait_until_answering(client, config, pid, timeout)
     return client
 
 
-def _spawn(config: EngineConfig) -> None:
-    import subprocess
+def _spawn(config: EngineConfig) -> int:
+    """Start ``engine serve`` detached: own session, stdin from /dev/null, output to the log.
 
+    ``posix_spawn`` rather than ``subprocess``: no Popen object that would warn about a
+    child still running when the CLI exits, which is exactly what a daemon does.
+    """
     config.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
-    with open(config.log_path, "ab") as log_file:
-        subprocess.Popen(
-            [sys.executable, "-m", "pycompose.cli.main", "engine", "serve", *config.serve_args()],
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=log_file,
-            start_new_session=True,  # survives the CLI, its terminal and its Ctrl-C
-            close_fds=True,
+    argv = [sys.executable, "-m", "pycompose.cli.main", "engine", "serve", *config.serve_args()]
+    log_fd = os.open(config.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    try:
+        return os.posix_spawn(
+            sys.executable,
+            argv,
+            os.environ,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, log_fd, 1),
+                (os.POSIX_SPAWN_DUP2, log_fd, 2),
+            ],
+            setsid=True,  # survives the CLI, its terminal and its Ctrl-C
         )
+    finally:
+        os.close(log_fd)
 
 
-def _wait_until_answering(client: EngineClient, config: EngineConfig, timeout: float) -> None:
+def _exited(pid: int) -> bool:
+    """True (and reaped) if our child ``pid`` has exited."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return done != 0
+
+
+def _wait_until_answering(
+    client: EngineClient, config: EngineConfig, pid: int | None, timeout: float
+) -> None:
     deadline = time.monotonic() + timeout
     delay = 0.005
     while time.monotonic() < deadline:
         if client.ping():
             return
+        if pid is not None and _exited(pid):
+            if not lock_held(config):
+                raise DaemonError(
+                    f"the engine exited during start-up; last lines of {config.log_path}:\n"
+                    f"{log_tail(config.log_path)}"
+                )
+            pid = None  # lost a start race to another daemon, which now holds the lock
         time.sleep(delay)
         delay = min(delay * 2, 0.1)
     raise DaemonError(

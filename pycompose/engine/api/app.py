@@ -28,7 +28,6 @@ from pycompose.engine.api.router import Request, Response, Router, json_response
 from pycompose.engine.api.server import ApiServer
 from pycompose.engine.api.system import SystemService
 from pycompose.engine.config import EngineConfig
-from pycompose.engine.errors import EngineError
 
 log = logging.getLogger("pycompose.engine")
 
@@ -125,7 +124,7 @@ async def load_components(ctx: EngineContext, specs: tuple[str, ...], ready: asy
                 result = resolve_component(spec)(ctx)
                 if inspect.isawaitable(result):
                     await result
-            except (EngineError, ImportError, OSError, ValueError, TypeError):
+            except Exception:  # one broken part must not take the whole daemon down
                 log.exception("engine component %s failed to load", spec)
     finally:
         ready.set()

@@ -1,0 +1,180 @@
+"""A real daemon in temp dirs, driven by clients written by others: the docker CLI and docker-py."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import docker
+import pytest
+
+from pycompose.engine import daemon
+from pycompose.engine.client import EngineClient
+from pycompose.engine.config import EngineConfig
+from pycompose.engine.errors import InvalidArgument
+from tests.fixtures.engine import EngineProcess, engine_daemon
+
+pytestmark = pytest.mark.root
+
+__all__ = ["engine_daemon"]  # the fixture, used by name below
+
+DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
+
+
+def run_docker(engine: EngineProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+    env["DOCKER_CONFIG"] = str(engine.tmp / "docker-config")  # no user config, no contexts
+    return subprocess.run(
+        [DOCKER, "-H", engine.host, *args], capture_output=True, text=True, env=env, timeout=60
+    )
+
+
+def pycompose(engine: EngineProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pycompose.cli.main", *args],
+        capture_output=True, text=True, env=engine.env(), timeout=60,
+    )  # fmt: skip
+
+
+def test_docker_cli_version_info_ps(engine_daemon: EngineProcess) -> None:
+    out = run_docker(engine_daemon, "version", "--format", "{{json .Server}}")
+    assert out.returncode == 0, out.stderr
+    server = json.loads(out.stdout)
+    assert server["ApiVersion"] == "1.47" and server["MinAPIVersion"] == "1.41"
+    assert server["Platform"]["Name"] == "pycompose Engine" and server["Os"] == "linux"
+
+    out = run_docker(engine_daemon, "info", "--format", "{{json .}}")
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    assert info["OSType"] == "linux" and info["Containers"] == 0
+    assert info["DockerRootDir"] == str(engine_daemon.config.root)
+    assert info["NCPU"] == os.cpu_count() and info["MemTotal"] > 0
+
+    out = run_docker(engine_daemon, "ps", "-a", "--format", "{{.ID}}")
+    assert (out.returncode, out.stdout) == (0, ""), out.stderr
+    out = run_docker(engine_daemon, "ps", "--filter", "colour=red")
+    assert out.returncode != 0 and "invalid filter 'colour'" in out.stderr
+
+
+def test_docker_py_version_ping_and_errors(engine_daemon: EngineProcess) -> None:
+    client = docker.DockerClient(base_url=engine_daemon.host, timeout=30)
+    try:
+        assert client.ping() is True
+        assert client.version()["ApiVersion"] == "1.47"
+        assert client.containers.list(all=True) == []
+        url = client.api._url("/probe/create")
+        resp = client.api.post(url, json={"Image": "busybox", "Colour": "red"})
+        assert (resp.status_code, resp.json()) == (400, {"message": "unknown field Colour"})
+        resp = client.api.post(url, json={"Image": "busybox", "Privileged": True})
+        assert resp.status_code == 400 and "Privileged is not supported" in resp.json()["message"]
+        resp = client.api.post(
+            url, json={"Image": "busybox", "Privileged": False, "StopSignal": "SIGTERM"}
+        )
+        assert resp.status_code == 201, resp.text  # defaults of unsupported fields are fine
+        resp = client.api.post(
+            url, data=b'{"Image": "busy', headers={"Content-Type": "application/json"}
+        )
+        assert resp.status_code == 400
+        assert resp.json()["message"].startswith(
+            "malformed JSON in request body: Unterminated string"
+        )
+    finally:
+        client.close()
+
+
+def test_events_reach_docker_events(engine_daemon: EngineProcess) -> None:
+    client = engine_daemon.client()
+    since = f"{time.time() - 1:.3f}"
+    client.post("/probe/events/container/create/c0ffee", query={"name": "web", "image": "busybox"})
+    client.post("/probe/events/container/start/c0ffee", query={"name": "web", "image": "busybox"})
+    client.post("/probe/events/network/create/n1")
+    until = f"{time.time() + 0.5:.3f}"
+    filters = ["--filter", "type=container", "--filter", "event=start"]
+    out = run_docker(
+        engine_daemon, "events", "--since", since, "--until", until, *filters,
+        "--format", "{{json .}}",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    events = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [(e["Action"], e["Actor"]["ID"], e["Actor"]["Attributes"]["name"]) for e in events] == [
+        ("start", "c0ffee", "web")
+    ]
+
+
+def test_malformed_request_through_our_client(engine_daemon: EngineProcess) -> None:
+    client = engine_daemon.client()
+    with pytest.raises(InvalidArgument, match="malformed JSON"):
+        client.call(
+            "POST", "/probe/create", data=b"{", headers={"Content-Type": "application/json"}
+        )
+    with pytest.raises(InvalidArgument, match=r"client version 1\.24 is too old"):
+        EngineClient(str(engine_daemon.config.socket_path), api_version="1.24").version()
+
+
+def test_second_daemon_on_same_runtime_dir_is_refused(engine_daemon: EngineProcess) -> None:
+    out = pycompose(engine_daemon, "engine", "serve")
+    assert out.returncode == 1
+    assert f"(pid {engine_daemon.process.pid}) is already running" in out.stderr
+    assert engine_daemon.client().ping()  # the first one is undisturbed
+
+
+def test_status_and_stop(engine_daemon: EngineProcess) -> None:
+    out = pycompose(engine_daemon, "engine", "status")
+    assert out.returncode == 0 and f"running (pid {engine_daemon.process.pid})" in out.stdout
+    out = pycompose(engine_daemon, "engine", "stop")
+    assert out.returncode == 0 and f"engine stopped (pid {engine_daemon.process.pid})" in out.stdout
+    assert engine_daemon.process.wait(5) == 0
+    assert os.listdir(engine_daemon.config.runtime_dir) == []  # socket, pid file, lock all gone
+    out = pycompose(engine_daemon, "engine", "status")
+    assert out.returncode == 1 and "not running" in out.stdout
+    assert "engine stopping" in engine_daemon.log()
+
+
+def test_ensure_daemon_autostarts_and_stop_cleans_up() -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="pcauto-"))
+    config = EngineConfig.load(root=tmp / "root", runtime_dir=tmp / "run", environ={})
+    pid = None
+    try:
+        started = time.monotonic()
+        client = daemon.ensure_daemon(config)
+        assert time.monotonic() - started < 10
+        assert client.version()["ApiVersion"] == "1.47"
+        pid = daemon.read_pid(config)
+        assert pid is not None and daemon.status(config).running
+        assert daemon.ensure_daemon(config).ping()  # second call finds it, starts nothing
+        assert daemon.read_pid(config) == pid
+        assert daemon.stop(config) == pid
+        assert sorted(os.listdir(config.runtime_dir)) == ["engine.log"]
+        assert "engine listening on" in config.log_path.read_text()
+    finally:
+        if pid is not None and daemon.lock_held(config):
+            os.kill(pid, 9)
+        if pid is not None:
+            _reap(pid)
+        shutil.rmtree(tmp)
+
+
+def test_ensure_daemon_reports_the_log_when_start_fails() -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="pcfail-"))
+    (tmp / "file").write_text("not a directory")
+    config = EngineConfig.load(root=tmp / "file" / "root", runtime_dir=tmp / "run", environ={})
+    try:
+        with pytest.raises(
+            daemon.DaemonError, match=r"exited during start-up(.|\n)*Not a directory"
+        ):
+            daemon.ensure_daemon(config, timeout=20)
+        assert not daemon.lock_held(config)
+    finally:
+        shutil.rmtree(tmp)
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
