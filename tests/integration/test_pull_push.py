@@ -19,11 +19,13 @@ from pycompose.engine.images.push import push
 from pycompose.engine.images.registry import RegistryConfig, RegistryUnauthorized
 from pycompose.engine.images.store import ImageRecord, ImageStore
 from pycompose.storage.layers import LayerStore
+from tests.fixtures import images as image_fx
 from tests.fixtures import registry as fx
 
 plain_registry = fx.plain_registry
 tls_registry = fx.tls_registry
 token_registry = fx.token_registry
+busybox_layout = image_fx.busybox_layout
 fake_registry = fx.fake_registry
 
 
@@ -103,6 +105,17 @@ def test_pull_from_plain_registry(plain_registry: fx.RegistryServer, layout: pat
     assert [e["status"] for e in stores.events if e.get("id") in ids] == \
         ["Already exists", "Already exists"]
     assert stores.events[-1]["status"] == f"Status: Image is up to date for {name}:latest"
+
+
+def test_pull_the_busybox_test_image(plain_registry: fx.RegistryServer,
+                                     busybox_layout: pathlib.Path, stores: Stores) -> None:
+    fx.skopeo_copy(busybox_layout, plain_registry, "library/busybox", "stable")
+    name = f"{plain_registry.host}/library/busybox:stable"
+    record = stores.pull(name, plain_registry.client_config())
+    assert record.config["config"]["Cmd"] == ["sh"]
+    rootfs = stores.layers.diff_dir(record.layer_chain_ids[0])
+    assert (rootfs / "bin" / "sh").readlink() == pathlib.Path("busybox")
+    assert stores.images.resolve(name).id == record.id
 
 
 def test_pull_by_digest_records_repo_digest(plain_registry: fx.RegistryServer,

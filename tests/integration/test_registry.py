@@ -15,6 +15,7 @@ import pytest
 
 from pycompose.engine.errors import InvalidArgument, NotFound
 from pycompose.engine.images import manifest as mf
+from pycompose.engine.images.auth import AuthStore, login
 from pycompose.engine.images.content import ContentStore
 from pycompose.engine.images.pull import open_for_pull
 from pycompose.engine.images.reference import parse_reference
@@ -130,6 +131,28 @@ def test_check_login_against_htpasswd(tls_registry: fx.RegistryServer) -> None:
     run(lambda: login(Credentials(fx.USERNAME, fx.PASSWORD)))
     with pytest.raises(RegistryUnauthorized, match="refused"):
         run(lambda: login(Credentials(fx.USERNAME, "nope")))
+
+
+def test_login_saves_credentials_that_pulls_then_use(
+        tls_registry: fx.RegistryServer, layout: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    fx.skopeo_copy(layout, tls_registry, "private/x")
+    store = AuthStore(tmp_path / "cfg", tmp_path / "docker" / "config.json")
+    config = tls_registry.client_config(credentials=store.lookup)
+
+    async def manifest() -> str:
+        async with RegistryClient(config) as client:
+            repo = await client.repository(parse_reference(f"{tls_registry.host}/private/x"))
+            return (await repo.get_manifest("latest")).digest
+
+    with pytest.raises(RegistryUnauthorized):
+        run(manifest)
+    with pytest.raises(RegistryUnauthorized):
+        run(lambda: login(tls_registry.host, fx.USERNAME, "bad", store=store,
+                          registry_config=config))
+    assert not store.path.exists()
+    run(lambda: login(tls_registry.host, fx.USERNAME, fx.PASSWORD, store=store,
+                      registry_config=config))
+    assert run(manifest).startswith("sha256:")
 
 
 # -- a registry we control: authentication and endpoints -------------------------------------
