@@ -1,0 +1,1 @@
+"""Images: content-addressed blobs, manifests, the image store, archives and the registry."""
