@@ -1,0 +1,405 @@
+"""One service in compose's canonical long form: a table of per-key converters.
+
+Each converter receives the raw value and a ``ServiceContext`` and returns the canonical
+value, or ``None`` to drop the key. A converter that raises ``ComposeError`` marks that key
+as invalid; the caller records the error with the key's dotted path and carries on, so one
+run reports every problem.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pycompose.compose.errors import ComposeError, Path
+from pycompose.compose.normalize_build import (
+    normalize_build,
+    normalize_deploy,
+    normalize_develop,
+    normalize_extra_hosts,
+    normalize_gpus,
+    normalize_healthcheck,
+    normalize_ulimits,
+)
+from pycompose.compose.normalize_ports import normalize_expose, normalize_port, port_key
+from pycompose.compose.normalize_values import (
+    dedupe,
+    mapping,
+    omit_empty,
+    resolve_bare,
+    scalar_list,
+    shell_command,
+    string_list,
+    to_bool,
+    to_float32,
+    to_int,
+    to_str,
+    type_name,
+)
+from pycompose.compose.normalize_volumes import (
+    normalize_device,
+    normalize_file_mount,
+    normalize_volume,
+)
+from pycompose.compose.paths import parse_volume_spec
+from pycompose.compose.units import normalize_bytes, normalize_duration
+
+ReadEnvFile = Callable[[str, Mapping[str, str]], dict[str, str]]
+"""Parse one env file given the variables to interpolate with (the dotenv stage)."""
+
+# Fields compose keeps behind pointers: printed when set, even to false or zero.
+KEEP_ZERO = frozenset({
+    "command", "entrypoint", "init", "attach", "scale", "build", "develop", "blkio_config",
+    "credential_spec", "deploy", "healthcheck", "logging", "stop_grace_period", "provider",
+    "extends",
+})
+
+
+@dataclass
+class ServiceContext:
+    """What converters may need besides the value: where we are and the environment."""
+
+    project_dir: str
+    environ: Mapping[str, str]
+    read_env_file: ReadEnvFile
+    path: Path = ()
+    errors: list[ComposeError] = field(default_factory=list)
+
+    def fail(self, key: str | int, err: ComposeError) -> None:
+        """Record ``err`` at ``self.path + (key,)`` unless it already carries a path."""
+        path = err.path or (*self.path, key)
+        self.errors.append(ComposeError(err.message, file=err.file, line=err.line, path=path))
+
+
+Converter = Callable[[Any, ServiceContext], Any]
+
+
+def _environment(value: Any, ctx: ServiceContext) -> dict[str, str | None]:
+    return mapping(value, bare=None, null=None)
+
+
+def _labels(value: Any, ctx: ServiceContext) -> dict[str, str | None]:
+    return mapping(value)
+
+
+def _ports(value: Any, ctx: ServiceContext) -> list[dict[str, Any]]:
+    if not isinstance(value, list):
+        raise ComposeError(f"must be a list, not {type_name(value)}")
+    keyed: list[tuple[str, Any]] = []
+    for index, entry in enumerate(value):
+        try:
+            keyed.extend((port_key(port, entry), port) for port in normalize_port(entry))
+        except ComposeError as err:
+            ctx.fail(index, ComposeError(f"ports: {err.message}", path=(*ctx.path, index)))
+    return dedupe(keyed)
+
+
+def _keyed(convert: Callable[[Any], Any], key: Callable[[Any, Any], str]) -> Converter:
+    """A list converter that also drops redefinitions (same ``key``), as compose does."""
+
+    def run(value: Any, ctx: ServiceContext) -> list[Any]:
+        items = _each(convert)(value, ctx)
+        return dedupe([(key(item, item), item) for item in items])
+
+    return run
+
+
+def _unique(value: Any, ctx: ServiceContext) -> list[str]:
+    return dedupe([(item, item) for item in string_list(value)])
+
+
+def _each(convert: Callable[[Any], Any]) -> Converter:
+    """A list converter applying ``convert`` to every item, reporting items by index."""
+
+    def run(value: Any, ctx: ServiceContext) -> list[Any]:
+        if not isinstance(value, list):
+            raise ComposeError(f"must be a list, not {type_name(value)}")
+        out = []
+        for index, entry in enumerate(value):
+            try:
+                out.append(convert(entry))
+            except ComposeError as err:
+                ctx.fail(index, ComposeError(err.message, path=(*ctx.path, index)))
+        return out
+
+    return run
+
+
+def _volumes(value: Any, ctx: ServiceContext) -> list[Any]:
+    if not isinstance(value, list):
+        raise ComposeError(f"must be a list, not {type_name(value)}")
+    keyed: list[tuple[str, Any]] = []
+    for index, entry in enumerate(value):
+        try:
+            volume = normalize_volume(entry, ctx.project_dir)
+        except ComposeError as err:
+            ctx.fail(index, ComposeError(err.message, path=(*ctx.path, index)))
+            continue
+        # compose identifies a mount by its target as written (before cleaning).
+        raw_target = entry.get("target") if isinstance(entry, dict) else None
+        if isinstance(entry, str):
+            raw_target = parse_volume_spec(entry).get("target")
+        keyed.append((str(raw_target), volume))
+    return dedupe(keyed)
+
+
+def _networks(value: Any, ctx: ServiceContext) -> dict[str, Any]:
+    if isinstance(value, list):
+        return {to_str(name): None for name in value}
+    if not isinstance(value, dict):
+        raise ComposeError(f"must be a list or a mapping, not {type_name(value)}")
+    out: dict[str, Any] = {}
+    for name, conf in value.items():
+        if conf is None:
+            out[name] = None
+            continue
+        if not isinstance(conf, dict):
+            raise ComposeError(f"{name}: must be a mapping or null, not {type_name(conf)}")
+        entry = dict(conf)
+        for key in ("priority", "gw_priority"):
+            if key in entry:
+                entry[key] = to_int(entry[key])
+        if entry.get("driver_opts") is not None:
+            entry["driver_opts"] = mapping(entry["driver_opts"])
+        out[name] = omit_empty(entry)
+    return out
+
+
+def _depends_on(value: Any, ctx: ServiceContext) -> dict[str, Any]:
+    if isinstance(value, list):
+        return {to_str(name): {"condition": "service_started", "required": True}
+                for name in value}
+    if not isinstance(value, dict):
+        raise ComposeError(f"must be a list or a mapping, not {type_name(value)}")
+    out: dict[str, Any] = {}
+    for name, conf in value.items():
+        conf = conf if isinstance(conf, dict) else {}
+        entry = {k: v for k, v in conf.items() if k not in ("restart", "required")}
+        entry.setdefault("condition", "service_started")
+        if to_bool(conf.get("restart", False)):
+            entry["restart"] = True
+        entry["required"] = to_bool(conf.get("required", True))
+        out[name] = entry
+    return out
+
+
+def _hooks(value: Any, ctx: ServiceContext) -> list[dict[str, Any]]:
+    def hook(entry: Any) -> dict[str, Any]:
+        if not isinstance(entry, dict):
+            raise ComposeError(f"must be a mapping, not {type_name(entry)}")
+        out = dict(entry)
+        out["command"] = shell_command(out.get("command"))
+        if out.get("environment") is not None:
+            out["environment"] = resolve_bare(_environment(out["environment"], ctx), ctx.environ)
+        if "privileged" in out:
+            out["privileged"] = to_bool(out["privileged"])
+        return omit_empty(out, keep=frozenset({"command"}))
+
+    hooks: list[dict[str, Any]] = _each(hook)(value, ctx)
+    return hooks
+
+
+def _logging(value: Any, ctx: ServiceContext) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ComposeError(f"must be a mapping, not {type_name(value)}")
+    out = dict(value)
+    if out.get("options") is not None:
+        out["options"] = mapping(out["options"])
+    return omit_empty(out)
+
+
+def _pull_policy(value: Any, ctx: ServiceContext) -> str:
+    text = to_str(value)
+    return "missing" if text == "if_not_present" else text
+
+
+def _blkio(value: Any, ctx: ServiceContext) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ComposeError(f"must be a mapping, not {type_name(value)}")
+    out = dict(value)
+    if "weight" in out:
+        out["weight"] = to_int(out["weight"])
+    # compose prints these entries with Go's field names, capitalised.
+    if isinstance(out.get("weight_device"), list):
+        out["weight_device"] = [
+            {"Path": d.get("path"), "Weight": to_int(d.get("weight", 0))}
+            for d in out["weight_device"] if isinstance(d, dict)
+        ]
+    for key in ("device_read_bps", "device_write_bps", "device_read_iops", "device_write_iops"):
+        if isinstance(out.get(key), list):
+            out[key] = [{"Path": d.get("path"), "Rate": normalize_bytes(d.get("rate", 0))}
+                        for d in out[key] if isinstance(d, dict)]
+    return omit_empty(out)
+
+
+def _bytes(value: Any) -> str | None:
+    """A byte size; zero means unset, as compose prints it."""
+    text = normalize_bytes(value)
+    return None if text == "0" else text
+
+
+def _cast(convert: Callable[[Any], Any]) -> Converter:
+    return lambda value, ctx: convert(value)
+
+
+def _ulimits(value: Any, ctx: ServiceContext) -> dict[str, Any]:
+    return normalize_ulimits(value)
+
+
+SERVICE_CONVERTERS: dict[str, Converter] = {
+    "annotations": _labels,
+    "attach": _cast(to_bool),
+    "blkio_config": _blkio,
+    "build": lambda value, ctx: normalize_build(value, ctx.project_dir, ctx.environ),
+    "cap_add": _unique,
+    "cap_drop": _unique,
+    "command": _cast(shell_command),
+    "configs": _keyed(lambda entry: normalize_file_mount(entry, default_dir=None),
+                      lambda item, _: item.get("target") or f"/{item.get('source')}"),
+    "cpu_count": _cast(to_int),
+    "cpu_percent": _cast(to_float32),
+    "cpu_period": _cast(to_int),
+    "cpu_quota": _cast(to_int),
+    "cpu_rt_period": _cast(to_int),
+    "cpu_rt_runtime": _cast(to_int),
+    "cpu_shares": _cast(to_int),
+    "cpus": _cast(to_float32),
+    "depends_on": _depends_on,
+    "deploy": _cast(normalize_deploy),
+    "develop": lambda value, ctx: normalize_develop(value, ctx.project_dir),
+    "device_cgroup_rules": _cast(scalar_list),
+    "devices": _keyed(normalize_device, lambda item, _: repr(sorted(item.items()))),
+    "dns": _unique,
+    "dns_opt": _unique,
+    "dns_search": _unique,
+    "entrypoint": _cast(shell_command),
+    "environment": _environment,
+    "expose": lambda value, ctx: dedupe([(v, v) for v in normalize_expose(value)]),
+    "external_links": _cast(scalar_list),
+    "extra_hosts": _cast(normalize_extra_hosts),
+    "gpus": _cast(normalize_gpus),
+    "group_add": _cast(scalar_list),
+    "healthcheck": _cast(normalize_healthcheck),
+    "init": _cast(to_bool),
+    "labels": _labels,
+    "links": _unique,
+    "logging": _logging,
+    "mem_limit": _cast(_bytes),
+    "mem_reservation": _cast(_bytes),
+    "mem_swappiness": _cast(_bytes),
+    "memswap_limit": _cast(_bytes),
+    "networks": _networks,
+    "oom_kill_disable": _cast(to_bool),
+    "oom_score_adj": _cast(to_int),
+    "pids_limit": _cast(to_int),
+    "ports": _ports,
+    "post_start": _hooks,
+    "pre_stop": _hooks,
+    "privileged": _cast(to_bool),
+    "profiles": _cast(scalar_list),
+    "pull_policy": _pull_policy,
+    "read_only": _cast(to_bool),
+    "scale": _cast(to_int),
+    "secrets": _keyed(lambda entry: normalize_file_mount(entry, default_dir="/run/secrets"),
+                      lambda item, _: str(item.get("target"))),
+    "security_opt": _cast(scalar_list),
+    "shm_size": _cast(_bytes),
+    "stdin_open": _cast(to_bool),
+    "stop_grace_period": _cast(normalize_duration),
+    "storage_opt": _labels,
+    "sysctls": _labels,
+    "tmpfs": _unique,
+    "tty": _cast(to_bool),
+    "ulimits": _ulimits,
+    "use_api_socket": _cast(to_bool),
+    "volumes": _volumes,
+    "volumes_from": _cast(scalar_list),
+}
+# Plain strings, kept as they are (numbers from YAML become strings).
+for _key in ("cgroup", "cgroup_parent", "container_name", "cpuset", "domainname", "hostname",
+             "image", "ipc", "isolation", "mac_address", "network_mode", "pid", "platform",
+             "restart", "runtime", "stop_signal", "user", "userns_mode", "uts",
+             "volume_driver", "working_dir"):
+    SERVICE_CONVERTERS[_key] = _cast(to_str)
+
+
+def _env_file_entries(value: Any) -> list[tuple[str, bool]]:
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for item in items:
+        if isinstance(item, str):
+            out.append((item, True))
+        elif isinstance(item, dict) and isinstance(item.get("path"), str):
+            if item.get("format") not in (None, "dotenv"):
+                raise ComposeError(f"env_file format {item['format']!r} is not supported")
+            out.append((item["path"], to_bool(item.get("required", True))))
+        else:
+            raise ComposeError(f"invalid env_file entry {item!r}: expected a path")
+    return out
+
+
+def _read_files(value: Any, ctx: ServiceContext, what: str) -> dict[str, str]:
+    merged: dict[str, str] = {}
+    for path, required in _env_file_entries(value):
+        full = os.path.join(ctx.project_dir, path)
+        if not os.path.exists(full):
+            if required:
+                raise ComposeError(f"{what} {full} not found")
+            continue
+        if os.path.isdir(full):
+            raise ComposeError(f"{what} {full} is a directory")
+        try:
+            merged.update(ctx.read_env_file(full, ctx.environ))
+        except OSError as err:
+            raise ComposeError(f"failed to read {what} {full}: {err.strerror}") from err
+    return merged
+
+
+def _fold_files(raw: dict[str, Any], out: dict[str, Any], ctx: ServiceContext) -> None:
+    """Read ``env_file``/``label_file`` into ``environment``/``labels``, as compose prints."""
+    if raw.get("env_file") is not None:
+        try:
+            values = _read_files(raw["env_file"], ctx, "env file")
+        except ComposeError as err:
+            ctx.fail("env_file", err)
+        else:
+            # The service's own keys win over the file's, even a bare key the project
+            # environment does not define (it stays null), as compose does.
+            merged = {**values, **out.get("environment", {})}
+            out["environment"] = merged
+    if raw.get("label_file") is not None:
+        try:
+            values = _read_files(raw["label_file"], ctx, "label file")
+        except ComposeError as err:
+            ctx.fail("label_file", err)
+        else:
+            out["labels"] = {**values, **out.get("labels", {})}
+
+
+def normalize_service(raw: dict[str, Any], ctx: ServiceContext) -> dict[str, Any]:
+    """Convert one service to canonical form; errors go to ``ctx.errors``."""
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        convert = SERVICE_CONVERTERS.get(key)
+        if key in ("env_file", "label_file") or (value is None and convert is not None):
+            continue
+        if convert is None:
+            out[key] = value  # extensions and keys we pass through unchanged
+            continue
+        sub = ServiceContext(ctx.project_dir, ctx.environ, ctx.read_env_file,
+                             (*ctx.path, key), ctx.errors)
+        try:
+            out[key] = convert(value, sub)
+        except ComposeError as err:
+            ctx.fail(key, err)
+    if isinstance(out.get("environment"), dict):
+        out["environment"] = resolve_bare(out["environment"], ctx.environ)
+    _fold_files(raw, out, ctx)
+    out = omit_empty(out, keep=KEEP_ZERO)
+    # compose always prints these two, null when unset (null and [] mean different things).
+    out.setdefault("command", None)
+    out.setdefault("entrypoint", None)
+    return out
+
