@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -85,6 +86,28 @@ def test_docker_py_version_ping_and_errors(engine_daemon: EngineProcess) -> None
         assert resp.json()["message"].startswith(
             "malformed JSON in request body: Unterminated string"
         )
+    finally:
+        client.close()
+
+
+def test_docker_py_hijacks_the_connection(engine_daemon: EngineProcess) -> None:
+    client = docker.DockerClient(base_url=engine_daemon.host, timeout=30)
+    try:
+        api = client.api
+        upgrade = {"Connection": "Upgrade", "Upgrade": "tcp"}
+        res = api._post(api._url("/probe/hijack"), headers=upgrade, stream=True)
+        assert res.status_code == 101
+        sock = api._get_raw_response_socket(res)
+        raw = sock._sock  # SocketIO.close() leaves the socket itself open: keep it to close
+        raw.sendall(b"hello ")
+        raw.sendall(b"world")
+        raw.shutdown(socket.SHUT_WR)
+        frames = list(docker.utils.socket.frames_iter(sock, tty=False))
+        out = b"".join(data for stream, data in frames if stream == 1)
+        assert out == b"HELLO WORLD"
+        assert frames[-1] == (2, b"stdin closed\n")
+        sock.close()
+        raw.close()
     finally:
         client.close()
 

@@ -128,6 +128,11 @@ class EventBus:
         """Remember the daemon's loop, for :meth:`publish_threadsafe`."""
         self._loop = loop
 
+    @property
+    def listeners(self) -> int:
+        """How many subscribers are connected (``NEventsListener`` in /info)."""
+        return len(self._subs)
+
     def history(self) -> list[Event]:
         """The retained past events, oldest first."""
         with self._lock:

@@ -311,6 +311,7 @@ class ApiServer:
     async def _dispatch(self, head: RequestHead, body: BodyReader) -> AnyResponse:
         try:
             request = self._make_request(head, body)
+            log.debug("%s %s", head.method, head.target)
             handler, params = await self._router.resolve(request.method, request.path)
             request.params = {k: unquote(v) for k, v in params.items()}
             return await handler(request)

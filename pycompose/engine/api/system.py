@@ -235,7 +235,7 @@ class SystemService:
             "LoggingDriver": "json-file",
             "CgroupDriver": "cgroupfs",
             "CgroupVersion": cgroup_version(),
-            "NEventsListener": 0,
+            "NEventsListener": self.events.listeners,
             "KernelVersion": uname.release,
             "OperatingSystem": operating_system(),
             "OSVersion": "",
