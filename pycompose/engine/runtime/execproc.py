@@ -64,6 +64,10 @@ class ExecProcess:
             if self._open == 0:
                 await self._send.aclose()
 
+    def _close_streams(self) -> None:
+        self._send.close()
+        self._recv.close()
+
     async def read(self) -> tuple[str, bytes] | None:
         """The next ``(stream, bytes)`` chunk of output, ``None`` at the end of all output."""
         import anyio
@@ -159,6 +163,7 @@ async def exec_process(
     proc_file = _write_process(work_dir, process)
     argv = [*runtime_argv, "exec", "--process", str(proc_file), container_id]
     closers: list[int] = []
+    popen: subprocess.Popen[bytes] | None = None
     try:
         if tty:
             master, slave = os.openpty()
@@ -194,12 +199,13 @@ async def exec_process(
                     with anyio.CancelScope(shield=True):
                         await proc.wait()
                 tg.cancel_scope.cancel()
-        if not tty:
+                proc._close_streams()
+    finally:
+        if popen is not None:
             for f in (popen.stdin, popen.stdout, popen.stderr):
                 if f is not None:
                     with contextlib.suppress(OSError):
                         f.close()
-    finally:
         for fd in closers:
             os.close(fd)
         proc_file.unlink(missing_ok=True)
