@@ -331,3 +331,57 @@ def test_pull_with_a_corrupt_layer_fails_cleanly(fake_registry: fx.FakeRegistry,
         stores.pull(f"{fake_registry.host}/bad", RegistryConfig(), max_concurrent_downloads=2)
     assert stores.images.list() == []
     assert not stores.content.has(layers[1]["digest"])
+
+
+def test_concurrent_pulls_download_each_blob_once(fake_registry: fx.FakeRegistry,
+                                                  stores: Stores) -> None:
+    entry = _platform_manifest(fake_registry, "amd64")
+    doc_path = f"/v2/multi/manifests/{entry['digest']}"
+    fake_registry.routes[("GET", "/v2/multi/manifests/latest")] = \
+        fake_registry.routes[("GET", doc_path)]
+    name = f"{fake_registry.host}/multi"
+
+    async def main() -> list[ImageRecord]:
+        results: list[ImageRecord] = []
+
+        async def one() -> None:
+            results.append(await pull(name, content=stores.content, images=stores.images,
+                                      registry_config=RegistryConfig()))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):
+                tg.start_soon(one)
+        return results
+
+    records = anyio.run(main)
+    assert len({r.id for r in records}) == 1
+    blob_gets = [r.path for r in fake_registry.requests
+                 if r.method == "GET" and "/blobs/" in r.path]
+    assert len(blob_gets) == len(set(blob_gets)) == 2  # the config and the one layer
+
+
+def test_waiting_when_more_layers_than_downloads(fake_registry: fx.FakeRegistry,
+                                                 stores: Stores) -> None:
+    import gzip
+    import io
+    import tarfile
+
+    layers, diff_ids = [], []
+    for i in range(3):
+        raw = io.BytesIO()
+        with tarfile.open(fileobj=raw, mode="w") as tar:
+            info = tarfile.TarInfo(f"f{i}")
+            tar.addfile(info, io.BytesIO(b""))
+        diff_ids.append("sha256:" + hashlib.sha256(raw.getvalue()).hexdigest())
+        layers.append({**_blob(fake_registry, "w", gzip.compress(raw.getvalue(), mtime=i)),
+                       "mediaType": mf.OCI_LAYER_GZIP})
+    cfg = {**_blob(fake_registry, "w", json.dumps(
+        {"rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()),
+        "mediaType": mf.OCI_CONFIG}
+    doc = json.dumps({"schemaVersion": 2, "mediaType": mf.OCI_MANIFEST, "config": cfg,
+                      "layers": layers}).encode()
+    fake_registry.add_manifest("w", "latest", doc, mf.OCI_MANIFEST)
+    stores.pull(f"{fake_registry.host}/w", RegistryConfig(), max_concurrent_downloads=1)
+    statuses = stores.statuses()
+    assert statuses.count("Waiting") == 2
+    assert statuses.count("Pull complete") == 3

@@ -116,8 +116,10 @@ async def download_blobs(repo: Repository, content: ContentStore, blobs: list[De
     fetched: list[Descriptor] = []
 
     async def one(desc: Descriptor) -> None:
+        ident = short_id(desc.digest)
+        if limiter.available_tokens == 0:
+            emit(progress_event("Waiting", ident))
         async with limiter:
-            ident = short_id(desc.digest)
             await repo.fetch_blob(desc, content, _LayerProgress(emit, desc))
             emit(progress_event("Verifying Checksum", ident))
             emit(progress_event("Download complete", ident))

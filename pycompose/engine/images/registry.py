@@ -33,6 +33,7 @@ from pycompose.engine.images.manifest import (
 from pycompose.engine.images.reference import DEFAULT_DOMAIN, Reference, validate_digest
 
 if TYPE_CHECKING:
+    import anyio
     import httpx
 
     from pycompose.engine.images.content import ContentStore
@@ -127,6 +128,8 @@ class Ingest(Protocol):
 
 
 ProgressFn = Callable[[int], None]
+# Blob downloads running in this process, by (content root, digest).
+_IN_FLIGHT: dict[tuple[str, str], anyio.Lock] = {}
 
 _PARAM_RE = re.compile(r'\s*([A-Za-z0-9_.-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*,?')
 
@@ -505,15 +508,26 @@ class Repository:
         import anyio
 
         digest, size = check_descriptor(descriptor)
-        if content.has(digest):
-            return digest
-        with content.ingest(digest, size) as ingest:
-            offset = ingest.offset
-            if offset >= size > 0:
-                offset = 0  # nothing to ask for: let commit judge what we have
-            else:
-                await self._download_into(ingest, digest, size, offset, progress)
-            return await anyio.to_thread.run_sync(ingest.commit)
+        key = (str(content.root), digest)
+        lock = _IN_FLIGHT.setdefault(key, anyio.Lock())
+        try:
+            # One download per blob in this process: a concurrent pull of the same image
+            # waits here and then finds the blob present.
+            async with lock:
+                if content.has(digest):
+                    return digest
+                # The ingest waits (flock) for another process writing the same blob:
+                # do that wait in a worker thread, not on the event loop.
+                ingest = await anyio.to_thread.run_sync(content.ingest, digest, size)
+                with ingest:
+                    if ingest.offset < size or size == 0:
+                        await self._download_into(ingest, digest, size, ingest.offset,
+                                                  progress)
+                    # A complete partial from an earlier attempt is judged by commit alone.
+                    return await anyio.to_thread.run_sync(ingest.commit)
+        finally:
+            if not lock.locked() and lock.statistics().tasks_waiting == 0:
+                _IN_FLIGHT.pop(key, None)
 
     async def _download_into(self, ingest: Ingest, digest: str, size: int, offset: int,
                              progress: ProgressFn | None) -> None:
