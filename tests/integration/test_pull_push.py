@@ -202,6 +202,23 @@ def test_push_uploads_to_an_empty_registry_with_auth(
         stores.images.untag(target)  # else the next push mounts from this repository
 
 
+def test_failed_mount_falls_back_to_upload(plain_registry: fx.RegistryServer,
+                                          tls_registry: fx.RegistryServer,
+                                          layout: pathlib.Path, stores: Stores) -> None:
+    fx.skopeo_copy(layout, plain_registry, "library/busybox")
+    record = stores.pull(f"{plain_registry.host}/library/busybox", plain_registry.client_config())
+    # Known under a repository of the target registry that was never pushed: the mount
+    # attempt is answered with a plain upload session, which is then used.
+    stores.images.tag(record.id, f"{tls_registry.host}/ghost/repo:1")
+    target = f"{tls_registry.host}/real/repo:1"
+    stores.images.tag(record.id, target)
+    stores.events.clear()
+    digest = stores.push(target, tls_registry.client_config())
+    assert stores.statuses().count("Pushed") == 2
+    assert not any(s.startswith("Mounted") for s in stores.statuses())
+    assert fx.skopeo_inspect(tls_registry, "real/repo:1")["Digest"] == digest
+
+
 def test_bearer_tokens_from_a_real_token_service(token_registry: fx.RegistryServer,
                                                  layout: pathlib.Path, stores: Stores) -> None:
     tokens = token_registry.token_server
