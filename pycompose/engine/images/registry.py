@@ -17,7 +17,6 @@ import hashlib
 import ipaddress
 import json
 import re
-import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -33,6 +32,8 @@ from pycompose.engine.images.manifest import (
 from pycompose.engine.images.reference import DEFAULT_DOMAIN, Reference, validate_digest
 
 if TYPE_CHECKING:
+    import ssl
+
     import anyio
     import httpx
 
@@ -254,6 +255,8 @@ class RegistryClient:
         return out
 
     def _client(self, ep: Endpoint) -> httpx.AsyncClient:
+        import ssl
+
         import httpx
 
         key = (ep.url, ep.verify)
