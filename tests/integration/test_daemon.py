@@ -20,7 +20,13 @@ from pycompose.engine import daemon
 from pycompose.engine.client import EngineClient
 from pycompose.engine.config import EngineConfig
 from pycompose.engine.errors import InvalidArgument
-from tests.fixtures.engine import EngineProcess, engine_daemon
+from tests.fixtures.engine import (
+    EXEC_PROBE_COMPONENT,
+    EngineProcess,
+    engine_daemon,
+    start_engine,
+    stop_engine,
+)
 
 pytestmark = pytest.mark.root
 
@@ -29,12 +35,17 @@ __all__ = ["engine_daemon"]  # the fixture, used by name below
 DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
 
 
-def run_docker(engine: EngineProcess, *args: str) -> subprocess.CompletedProcess[str]:
+def docker_env(engine: EngineProcess) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
     env["DOCKER_CONFIG"] = str(engine.tmp / "docker-config")  # no user config, no contexts
+    return env
+
+
+def run_docker(engine: EngineProcess, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [DOCKER, "-H", engine.host, *args], capture_output=True, text=True, env=env, timeout=60
-    )
+        [DOCKER, "-H", engine.host, *args],
+        capture_output=True, text=True, env=docker_env(engine), timeout=60,
+    )  # fmt: skip
 
 
 def pycompose(engine: EngineProcess, *args: str) -> subprocess.CompletedProcess[str]:
@@ -110,6 +121,21 @@ def test_docker_py_hijacks_the_connection(engine_daemon: EngineProcess) -> None:
         raw.close()
     finally:
         client.close()
+
+
+def test_docker_cli_exec_through_a_hijacked_connection() -> None:
+    engine = start_engine(components=(EXEC_PROBE_COMPONENT,))
+    try:
+        if not engine.client().get("/probe/exec")["active"]:
+            pytest.skip("the engine serves real exec routes now; container tests cover them")
+        out = subprocess.run(
+            [DOCKER, "-H", engine.host, "exec", "-i", "probe", "cat"],
+            input="hello\nworld\n", capture_output=True, text=True, timeout=60,
+            env={**docker_env(engine)},
+        )  # fmt: skip
+        assert (out.returncode, out.stdout, out.stderr) == (3, "HELLO\nWORLD\n", "bye\n")
+    finally:
+        stop_engine(engine)
 
 
 def test_events_reach_docker_events(engine_daemon: EngineProcess) -> None:
