@@ -135,11 +135,21 @@ def _zstd_stream(blob: BinaryIO, media_type: str) -> Iterator[BinaryIO]:
     try:
         yield proc.stdout  # type: ignore[misc]
         proc.stdout.read()
-    finally:
-        proc.stdout.close()
-        if proc.poll() is None:
+    except BaseException as exc:
+        # A truncated stream may be zstd's failure, not the tar's: give zstd a moment to
+        # exit with its own error; if it is still writing, its output is not wanted.
+        try:
+            proc.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
             proc.kill()
+        proc.stdout.close()
         err = proc.communicate()[1]
+        if proc.returncode and proc.returncode > 0:
+            raise LayerError(f"zstd decompression failed: "
+                             f"{err.decode(errors='replace').strip()}") from exc
+        raise
+    proc.stdout.close()
+    err = proc.communicate()[1]
     if proc.returncode != 0:
         raise LayerError(f"zstd decompression failed: {err.decode(errors='replace').strip()}")
 

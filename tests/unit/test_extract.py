@@ -323,3 +323,17 @@ def test_corrupt_gzip(area: tuple[pathlib.Path, pathlib.Path]) -> None:
     blob_path.write_bytes(gzip.compress(make_tar(entry("a", data=b"x" * 5000)))[:60])
     with open(blob_path, "rb") as fp, pytest.raises(LayerError):
         extract_layer(fp, dest)
+
+
+@pytest.mark.skipif(shutil.which("zstd") is None, reason="zstd program not installed")
+def test_zstd_failures_are_layer_errors(area: tuple[pathlib.Path, pathlib.Path]) -> None:
+    dest, _ = area
+    bad_entry = make_tar(entry("a/../../x", data=b"pwned"))
+    good = subprocess.run(["zstd", "-c", "-q"], input=bad_entry, capture_output=True,
+                          check=True).stdout
+    blob_path = dest.parent / "blob"
+    for blob, pattern in ((good, r"'\.\.' component"), (good[:20] + b"\0" * 40, "zstd")):
+        blob_path.write_bytes(blob)
+        with open(blob_path, "rb") as fp, pytest.raises(LayerError, match=pattern):
+            extract_layer(fp, dest)
+    assert not (dest.parent / "x").exists()
