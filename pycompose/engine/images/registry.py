@@ -482,14 +482,15 @@ class Repository:
                                   f"is {actual}")
 
     async def head_manifest(self, obj: str) -> str | None:
-        """The digest of the manifest ``obj`` points at, or None if it does not exist."""
+        """The digest of the manifest ``obj`` points at ("" if the registry does not say),
+        or None if it does not exist."""
         resp = await self._request("HEAD", f"{self.base}/manifests/{obj}",
                                    headers={"Accept": ACCEPT_MANIFESTS})
         if resp.status_code == 404:
             return None
         if resp.status_code != 200:
             raise registry_error(resp, self._what("manifest", obj))
-        digest: str | None = resp.headers.get("docker-content-digest")
+        digest: str = resp.headers.get("docker-content-digest", "")
         return digest
 
     async def put_manifest(self, obj: str, data: bytes, media_type: str) -> str:
