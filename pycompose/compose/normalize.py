@@ -21,7 +21,7 @@ from typing import Any
 
 from pycompose.compose.errors import ComposeError, ComposeErrors
 from pycompose.compose.normalize_service import ReadEnvFile, ServiceContext, normalize_service
-from pycompose.compose.normalize_values import mapping, omit_empty, to_bool, type_name
+from pycompose.compose.normalize_values import at, mapping, omit_empty, to_bool, type_name
 from pycompose.compose.paths import resolve_relative_paths
 
 RESOURCE_KINDS = ("networks", "volumes", "secrets", "configs")
@@ -39,15 +39,17 @@ def normalize(
     project_name: str,
     project_dir: str,
     environ: Mapping[str, str],
-    read_env_file: ReadEnvFile,
+    read_env_file: ReadEnvFile | None = None,
 ) -> dict[str, Any]:
     """Return the canonical form of a merged project dict (the input is not modified).
 
     ``environ`` is the project environment (process environment over ``.env``): bare
     ``environment`` keys and build args take their values from it, and it is what env files
-    are interpolated with. ``read_env_file(path, environ)`` parses one env file.
+    are interpolated with. ``read_env_file(path, environ)`` parses one env file; by default
+    the loader's dotenv reader.
     """
     data = resolve_relative_paths(data, project_dir)
+    read_env_file = read_env_file or _default_env_reader
     errors: list[ComposeError] = []
     services = _normalize_services(data.get("services"), project_dir, environ, read_env_file,
                                    errors)
@@ -66,6 +68,13 @@ def normalize(
     if errors:
         raise ComposeErrors(errors)
     return out
+
+
+def _default_env_reader(path: str, environ: Mapping[str, str]) -> dict[str, str]:
+    # Imported here: the loader imports this module, and only env_file needs the reader.
+    from pycompose.compose.loader import read_env_file
+
+    return read_env_file(path, environ)
 
 
 def _normalize_services(
@@ -145,7 +154,7 @@ def _normalize_resources(
         try:
             out[key] = _normalize_resource(kind, key, entry or {}, project_name)
         except ComposeError as err:
-            errors.append(ComposeError(err.message, path=err.path or (kind, key)))
+            errors.append(ComposeError(err.message, path=(kind, key, *err.path)))
     return out
 
 
@@ -159,7 +168,7 @@ def _normalize_resource(kind: str, key: str, entry: Any, project_name: str) -> d
         if external.get("name") is not None:
             if out.get("name"):
                 raise ComposeError(f"can't use both '{kind}.external.name' (deprecated) "
-                                   f"and '{kind}.name'", path=(kind, key))
+                                   f"and '{kind}.name'")
             out["name"] = str(external["name"])
         out["external"] = True
     elif external is not None:
@@ -171,7 +180,7 @@ def _normalize_resource(kind: str, key: str, entry: Any, project_name: str) -> d
             out[field] = mapping(out[field])
     keep: frozenset[str] = frozenset()
     if kind == "networks":
-        out["ipam"] = _ipam(out.get("ipam") or {})
+        out["ipam"] = at("ipam", _ipam, out.get("ipam") or {})
         for flag in ("internal", "attachable", "enable_ipv6", "enable_ipv4"):
             if flag in out:
                 out[flag] = to_bool(out[flag])
@@ -181,7 +190,7 @@ def _normalize_resource(kind: str, key: str, entry: Any, project_name: str) -> d
 
 def _ipam(raw: Any) -> dict[str, Any]:
     if not isinstance(raw, dict):
-        raise ComposeError(f"ipam: must be a mapping, not {type_name(raw)}")
+        raise ComposeError(f"must be a mapping, not {type_name(raw)}")
     out = dict(raw)
     if isinstance(out.get("config"), list):
         out["config"] = [_ipam_pool(pool) for pool in out["config"]]

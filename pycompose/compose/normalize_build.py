@@ -1,5 +1,6 @@
 """Nested service blocks in canonical form: build, deploy, develop, healthcheck, ulimits,
-extra_hosts and gpus."""
+extra_hosts and gpus. Errors carry paths relative to the block (``interval``,
+``resources.limits.cpus``); the service normaliser prefixes the rest."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from typing import Any
 
 from pycompose.compose.errors import ComposeError
 from pycompose.compose.normalize_values import (
+    at,
+    convert_fields,
+    each,
     mapping,
     omit_empty,
     resolve_bare,
@@ -32,8 +36,20 @@ def _require_mapping(value: Any) -> dict[str, Any]:
     return dict(value)
 
 
+def _nonzero_bytes(value: Any) -> str | None:
+    """A byte size; zero means unset, as compose prints it."""
+    text = normalize_bytes(value)
+    return None if text == "0" else text
+
+
 def _context(context: str, project_dir: str) -> str:
     return context if is_remote_context(context) else absolute_path(context, project_dir)
+
+
+def _ssh(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [f"{k}={v}" if v is not None else str(k) for k, v in value.items()]
+    return string_list(value)
 
 
 def normalize_build(value: Any, project_dir: str, environ: Mapping[str, str]) -> dict[str, Any]:
@@ -41,39 +57,34 @@ def normalize_build(value: Any, project_dir: str, environ: Mapping[str, str]) ->
     if isinstance(value, str):
         return {"context": _context(value, project_dir), "dockerfile": "Dockerfile"}
     out = _require_mapping(value)
-    out["context"] = _context(to_str(out.get("context") or "."), project_dir)
+    out["context"] = _context(at("context", to_str, out.get("context") or "."), project_dir)
     if not out.get("dockerfile") and not out.get("dockerfile_inline"):
         out["dockerfile"] = "Dockerfile"
-    if out.get("args") is not None:
+
+    def args(raw: Any) -> dict[str, str]:
         # A bare arg takes its value from the environment and disappears when unset.
-        args = resolve_bare(mapping(out["args"], bare=None, null=None), environ)
-        out["args"] = {k: v for k, v in args.items() if v is not None}
-    for key in ("labels", "additional_contexts"):
-        if out.get(key) is not None:
-            out[key] = mapping(out[key])
-    for key in ("cache_from", "cache_to", "tags", "platforms", "entitlements", "ssh"):
-        if out.get(key) is not None:
-            out[key] = _ssh(out[key]) if key == "ssh" else scalar_list(out[key])
-    if out.get("extra_hosts") is not None:
-        out["extra_hosts"] = normalize_extra_hosts(out["extra_hosts"])
-    if out.get("shm_size") is not None:
-        out["shm_size"] = normalize_bytes(out["shm_size"])
-        if out["shm_size"] == "0":
-            del out["shm_size"]
-    if isinstance(out.get("secrets"), list):
-        out["secrets"] = [normalize_file_mount(s, default_dir=None) for s in out["secrets"]]
-    if out.get("ulimits") is not None:
-        out["ulimits"] = normalize_ulimits(out["ulimits"])
-    for key in ("no_cache", "pull", "privileged"):
-        if key in out:
-            out[key] = to_bool(out[key])
+        resolved = resolve_bare(mapping(raw, bare=None, null=None), environ)
+        return {k: v for k, v in resolved.items() if v is not None}
+
+    out = convert_fields(out, {
+        "args": args,
+        "labels": mapping,
+        "additional_contexts": mapping,
+        "cache_from": scalar_list,
+        "cache_to": scalar_list,
+        "tags": scalar_list,
+        "platforms": scalar_list,
+        "entitlements": scalar_list,
+        "ssh": _ssh,
+        "extra_hosts": normalize_extra_hosts,
+        "shm_size": _nonzero_bytes,
+        "secrets": each(lambda s: normalize_file_mount(s, default_dir=None)),
+        "ulimits": normalize_ulimits,
+        "no_cache": to_bool,
+        "pull": to_bool,
+        "privileged": to_bool,
+    })
     return omit_empty(out)
-
-
-def _ssh(value: Any) -> list[str]:
-    if isinstance(value, dict):
-        return [f"{k}={v}" if v is not None else str(k) for k, v in value.items()]
-    return string_list(value)
 
 
 def normalize_extra_hosts(value: Any) -> list[str]:
@@ -89,7 +100,7 @@ def normalize_extra_hosts(value: Any) -> list[str]:
             sep = "=" if "=" in text else ":"
             host, found, ip = text.partition(sep)
             if not found:
-                raise ComposeError(f"invalid extra host {text!r}: expected host=ip or host:ip")
+                raise ComposeError(f"invalid extra host {text!r}: missing IP (use host=ip)")
             pairs.append((host, ip))
     else:
         raise ComposeError(f"must be a list or a mapping, not {type_name(value)}")
@@ -101,144 +112,139 @@ def normalize_extra_hosts(value: Any) -> list[str]:
     return sorted(out)
 
 
+def _health_test(test: Any) -> list[str]:
+    return ["CMD-SHELL", test] if isinstance(test, str) else scalar_list(test)
+
+
 def normalize_healthcheck(value: Any) -> dict[str, Any]:
     """``healthcheck``: string test as ``CMD-SHELL``, durations printed the Go way."""
-    out = _require_mapping(value)
-    test = out.get("test")
-    if isinstance(test, str):
-        out["test"] = ["CMD-SHELL", test]
-    elif test is not None:
-        out["test"] = scalar_list(test)
-    for key in ("interval", "timeout", "start_period", "start_interval"):
-        if out.get(key) is not None:
-            out[key] = normalize_duration(out[key])
-    if out.get("retries") is not None:
-        out["retries"] = to_int(out["retries"])
-    if "disable" in out:
-        out["disable"] = to_bool(out["disable"])
+    out = convert_fields(_require_mapping(value), {
+        "test": _health_test,
+        "interval": normalize_duration,
+        "timeout": normalize_duration,
+        "start_period": normalize_duration,
+        "start_interval": normalize_duration,
+        "retries": to_int,
+        "disable": to_bool,
+    })
     keep = frozenset({"interval", "timeout", "start_period", "start_interval", "retries"})
     return omit_empty(out, keep=keep)
 
 
+def _ulimit(limit: Any) -> Any:
+    if isinstance(limit, dict):
+        return omit_empty(convert_fields(limit, {"soft": to_int, "hard": to_int}))
+    number = to_int(limit)
+    return number if number else {}  # a zero single limit prints as {}, as in compose
+
+
 def normalize_ulimits(value: Any) -> dict[str, Any]:
-    """``ulimits``: a single number stays a number (0 prints as ``{}``), else soft/hard."""
+    """``ulimits``: a single number stays a number, else ``{soft, hard}``."""
     if not isinstance(value, dict):
         raise ComposeError(f"must be a mapping, not {type_name(value)}")
-    out: dict[str, Any] = {}
-    for name, limit in value.items():
-        if isinstance(limit, dict):
-            entry = {k: to_int(v) if k in ("soft", "hard") else v for k, v in limit.items()}
-            out[name] = omit_empty(entry)
-        else:
-            number = to_int(limit)
-            out[name] = number if number else {}
-    return out
+    return {name: at(name, _ulimit, limit) for name, limit in value.items()}
+
+
+def _count(value: Any) -> int:
+    return -1 if value == "all" else to_int(value)
 
 
 def _device_request(value: Any) -> dict[str, Any]:
-    out = _require_mapping(value)
-    if "count" in out:
-        out["count"] = -1 if out["count"] == "all" else to_int(out["count"])
-    for key in ("capabilities", "device_ids"):
-        if out.get(key) is not None:
-            out[key] = scalar_list(out[key])
-    if out.get("options") is not None:
-        out["options"] = mapping(out["options"])
-    return omit_empty(out)
+    return omit_empty(convert_fields(_require_mapping(value), {
+        "count": _count,
+        "capabilities": scalar_list,
+        "device_ids": scalar_list,
+        "options": mapping,
+    }))
 
 
 def normalize_gpus(value: Any) -> list[dict[str, Any]]:
     """``gpus: all`` is one request for every device (``count: -1``)."""
     if value == "all":
         return [{"count": -1}]
-    if not isinstance(value, list):
-        raise ComposeError(f"must be 'all' or a list, not {type_name(value)}")
-    return [_device_request(v) for v in value]
+    return each(_device_request)(value)
+
+
+def _resource_set(value: Any) -> dict[str, Any]:
+    return omit_empty(convert_fields(_require_mapping(value), {
+        "cpus": to_float32,
+        "memory": _nonzero_bytes,
+        "pids": to_int,
+        "devices": each(_device_request),
+    }))
 
 
 def _resources(value: Any) -> dict[str, Any]:
-    out = _require_mapping(value)
-    if out.get("cpus") is not None:
-        out["cpus"] = to_float32(out["cpus"])
-    if out.get("memory") is not None:
-        out["memory"] = normalize_bytes(out["memory"])
-    if out.get("pids") is not None:
-        out["pids"] = to_int(out["pids"])
-    if isinstance(out.get("devices"), list):
-        out["devices"] = [_device_request(d) for d in out["devices"]]
-    if out.get("memory") == "0":
-        del out["memory"]
-    return omit_empty(out)
+    out = convert_fields(_require_mapping(value), {
+        "limits": _resource_set,
+        "reservations": _resource_set,
+    })
+    return omit_empty(out, keep=frozenset({"limits", "reservations"}))
 
 
 def _rollout(value: Any) -> dict[str, Any]:
-    out = _require_mapping(value)
-    if out.get("parallelism") is not None:
-        out["parallelism"] = to_int(out["parallelism"])
-    for key in ("delay", "monitor"):
-        if out.get(key) is not None:
-            out[key] = normalize_duration(out[key])
-    if out.get("max_failure_ratio") is not None:
-        out["max_failure_ratio"] = to_float(out["max_failure_ratio"])
+    out = convert_fields(_require_mapping(value), {
+        "parallelism": to_int,
+        "delay": normalize_duration,
+        "monitor": normalize_duration,
+        "max_failure_ratio": to_float,
+    })
     return omit_empty(out, keep=frozenset({"parallelism"}))
 
 
 def _restart_policy(value: Any) -> dict[str, Any]:
-    out = _require_mapping(value)
-    for key in ("delay", "window"):
-        if out.get(key) is not None:
-            out[key] = normalize_duration(out[key])
-    if out.get("max_attempts") is not None:
-        out["max_attempts"] = to_int(out["max_attempts"])
+    out = convert_fields(_require_mapping(value), {
+        "delay": normalize_duration,
+        "window": normalize_duration,
+        "max_attempts": to_int,
+    })
     return omit_empty(out, keep=frozenset({"delay", "window", "max_attempts"}))
+
+
+def _placement(value: Any) -> dict[str, Any]:
+    return omit_empty(convert_fields(_require_mapping(value), {"max_replicas_per_node": to_int}))
 
 
 def normalize_deploy(value: Any) -> dict[str, Any]:
     """``deploy``: typed values; ``resources`` and ``placement`` always present, as compose."""
     out = _require_mapping(value)
-    if out.get("replicas") is not None:
-        out["replicas"] = to_int(out["replicas"])
-    if out.get("labels") is not None:
-        out["labels"] = mapping(out["labels"])
-    resources = _require_mapping(out.get("resources") or {})
-    out["resources"] = omit_empty(
-        {k: _resources(v) if k in ("limits", "reservations") else v for k, v in resources.items()},
-        keep=frozenset({"limits", "reservations"}),
-    )
-    for key in ("update_config", "rollback_config"):
-        if out.get(key) is not None:
-            out[key] = _rollout(out[key])
-    if out.get("restart_policy") is not None:
-        out["restart_policy"] = _restart_policy(out["restart_policy"])
-    placement = _require_mapping(out.get("placement") or {})
-    if placement.get("max_replicas_per_node") is not None:
-        placement["max_replicas_per_node"] = to_int(placement["max_replicas_per_node"])
-    out["placement"] = omit_empty(placement)
+    out.setdefault("resources", {})
+    out.setdefault("placement", {})
+    out = convert_fields(out, {
+        "replicas": to_int,
+        "labels": mapping,
+        "resources": _resources,
+        "update_config": _rollout,
+        "rollback_config": _rollout,
+        "restart_policy": _restart_policy,
+        "placement": _placement,
+    })
     keep = frozenset({"replicas", "resources", "placement", "update_config", "rollback_config",
                       "restart_policy"})
     return omit_empty(out, keep=keep)
 
 
+def _watch_items(item: Any, project_dir: str) -> list[dict[str, Any]]:
+    item = _require_mapping(item)
+    paths = item.get("path")
+    out = []
+    for path in paths if isinstance(paths, list) else [paths]:
+        entry = dict(item)
+        if isinstance(path, str):
+            entry["path"] = absolute_path(path, project_dir)
+        exec_ = at("exec", _require_mapping, entry.get("exec") or {})
+        exec_["command"] = at("exec", lambda c: at("command", shell_command, c),
+                              exec_.get("command"))
+        entry["exec"] = exec_  # compose always prints exec, with a null command when unset
+        entry = convert_fields(entry, {"initial_sync": to_bool})
+        out.append(omit_empty(entry, keep=frozenset({"exec"})))
+    return out
+
+
 def normalize_develop(value: Any, project_dir: str) -> dict[str, Any]:
     """``develop.watch``: one item per path, absolute paths, ``exec.command`` always shown."""
     out = _require_mapping(value)
-    if out.get("watch") is None:
-        return omit_empty(out)
-    if not isinstance(out["watch"], list):
-        raise ComposeError(f"watch: must be a list, not {type_name(out['watch'])}")
-    watch = []
-    for item in out["watch"]:
-        item = _require_mapping(item)
-        paths = item.get("path")
-        for path in paths if isinstance(paths, list) else [paths]:
-            entry = dict(item)
-            if isinstance(path, str):
-                entry["path"] = absolute_path(path, project_dir)
-            exec_ = _require_mapping(entry.get("exec") or {})
-            exec_["command"] = shell_command(exec_.get("command"))
-            entry["exec"] = exec_
-            if "initial_sync" in entry:
-                entry["initial_sync"] = to_bool(entry["initial_sync"])
-            watch.append(omit_empty(entry, keep=frozenset({"exec"})))
-    out["watch"] = watch
+    if out.get("watch") is not None:
+        items = at("watch", each(lambda item: _watch_items(item, project_dir)), out["watch"])
+        out["watch"] = [entry for group in items for entry in group]
     return omit_empty(out)

@@ -25,7 +25,10 @@ from pycompose.compose.normalize_build import (
 )
 from pycompose.compose.normalize_ports import normalize_expose, normalize_port, port_key
 from pycompose.compose.normalize_values import (
+    at,
+    convert_fields,
     dedupe,
+    each,
     mapping,
     omit_empty,
     resolve_bare,
@@ -68,8 +71,8 @@ class ServiceContext:
     errors: list[ComposeError] = field(default_factory=list)
 
     def fail(self, key: str | int, err: ComposeError) -> None:
-        """Record ``err`` at ``self.path + (key,)`` unless it already carries a path."""
-        path = err.path or (*self.path, key)
+        """Record ``err`` (its path relative to ``key``) at ``self.path + (key,) + err.path``."""
+        path = (*self.path, key, *err.path)
         self.errors.append(ComposeError(err.message, file=err.file, line=err.line, path=path))
 
 
@@ -92,7 +95,7 @@ def _ports(value: Any, ctx: ServiceContext) -> list[dict[str, Any]]:
         try:
             keyed.extend((port_key(port, entry), port) for port in normalize_port(entry))
         except ComposeError as err:
-            ctx.fail(index, ComposeError(f"ports: {err.message}", path=(*ctx.path, index)))
+            ctx.fail(index, err)
     return dedupe(keyed)
 
 
@@ -121,7 +124,7 @@ def _each(convert: Callable[[Any], Any]) -> Converter:
             try:
                 out.append(convert(entry))
             except ComposeError as err:
-                ctx.fail(index, ComposeError(err.message, path=(*ctx.path, index)))
+                ctx.fail(index, err)
         return out
 
     return run
@@ -135,7 +138,7 @@ def _volumes(value: Any, ctx: ServiceContext) -> list[Any]:
         try:
             volume = normalize_volume(entry, ctx.project_dir)
         except ComposeError as err:
-            ctx.fail(index, ComposeError(err.message, path=(*ctx.path, index)))
+            ctx.fail(index, err)
             continue
         # compose identifies a mount by its target as written (before cleaning).
         raw_target = entry.get("target") if isinstance(entry, dict) else None
@@ -157,12 +160,10 @@ def _networks(value: Any, ctx: ServiceContext) -> dict[str, Any]:
             continue
         if not isinstance(conf, dict):
             raise ComposeError(f"{name}: must be a mapping or null, not {type_name(conf)}")
-        entry = dict(conf)
-        for key in ("priority", "gw_priority"):
-            if key in entry:
-                entry[key] = to_int(entry[key])
-        if entry.get("driver_opts") is not None:
-            entry["driver_opts"] = mapping(entry["driver_opts"])
+        entry = at(name, lambda c: convert_fields(c, {
+            "priority": to_int, "gw_priority": to_int, "driver_opts": mapping,
+            "aliases": scalar_list, "link_local_ips": scalar_list,
+        }), conf)
         out[name] = omit_empty(entry)
     return out
 
@@ -189,12 +190,12 @@ def _hooks(value: Any, ctx: ServiceContext) -> list[dict[str, Any]]:
     def hook(entry: Any) -> dict[str, Any]:
         if not isinstance(entry, dict):
             raise ComposeError(f"must be a mapping, not {type_name(entry)}")
-        out = dict(entry)
-        out["command"] = shell_command(out.get("command"))
-        if out.get("environment") is not None:
-            out["environment"] = resolve_bare(_environment(out["environment"], ctx), ctx.environ)
-        if "privileged" in out:
-            out["privileged"] = to_bool(out["privileged"])
+        out = convert_fields(entry, {
+            "environment": lambda env: resolve_bare(mapping(env, bare=None, null=None),
+                                                    ctx.environ),
+            "privileged": to_bool,
+        })
+        out["command"] = at("command", shell_command, out.get("command"))
         return omit_empty(out, keep=frozenset({"command"}))
 
     hooks: list[dict[str, Any]] = _each(hook)(value, ctx)
@@ -204,10 +205,7 @@ def _hooks(value: Any, ctx: ServiceContext) -> list[dict[str, Any]]:
 def _logging(value: Any, ctx: ServiceContext) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ComposeError(f"must be a mapping, not {type_name(value)}")
-    out = dict(value)
-    if out.get("options") is not None:
-        out["options"] = mapping(out["options"])
-    return omit_empty(out)
+    return omit_empty(convert_fields(value, {"options": mapping}))
 
 
 def _pull_policy(value: Any, ctx: ServiceContext) -> str:
@@ -215,23 +213,29 @@ def _pull_policy(value: Any, ctx: ServiceContext) -> str:
     return "missing" if text == "if_not_present" else text
 
 
+def _blkio_entry(field: str, convert: Callable[[Any], Any]) -> Callable[[Any], dict[str, Any]]:
+    # compose prints these entries with Go's field names, capitalised.
+    def run(entry: Any) -> dict[str, Any]:
+        if not isinstance(entry, dict):
+            raise ComposeError(f"must be a mapping, not {type_name(entry)}")
+        value = at(field, convert, entry.get(field, 0))
+        return {"Path": entry.get("path"), field.capitalize(): value}
+
+    return run
+
+
 def _blkio(value: Any, ctx: ServiceContext) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ComposeError(f"must be a mapping, not {type_name(value)}")
-    out = dict(value)
-    if "weight" in out:
-        out["weight"] = to_int(out["weight"])
-    # compose prints these entries with Go's field names, capitalised.
-    if isinstance(out.get("weight_device"), list):
-        out["weight_device"] = [
-            {"Path": d.get("path"), "Weight": to_int(d.get("weight", 0))}
-            for d in out["weight_device"] if isinstance(d, dict)
-        ]
-    for key in ("device_read_bps", "device_write_bps", "device_read_iops", "device_write_iops"):
-        if isinstance(out.get(key), list):
-            out[key] = [{"Path": d.get("path"), "Rate": normalize_bytes(d.get("rate", 0))}
-                        for d in out[key] if isinstance(d, dict)]
-    return omit_empty(out)
+    rate = each(_blkio_entry("rate", normalize_bytes))
+    return omit_empty(convert_fields(value, {
+        "weight": to_int,
+        "weight_device": each(_blkio_entry("weight", to_int)),
+        "device_read_bps": rate,
+        "device_write_bps": rate,
+        "device_read_iops": rate,
+        "device_write_iops": rate,
+    }))
 
 
 def _bytes(value: Any) -> str | None:
@@ -378,6 +382,29 @@ def _fold_files(raw: dict[str, Any], out: dict[str, Any], ctx: ServiceContext) -
             out["labels"] = {**values, **out.get("labels", {})}
 
 
+# Service fields that repeat a ``deploy`` field: both may be set only to the same value.
+DEPLOY_TWINS = {
+    "scale": ("replicas",),
+    "cpus": ("resources", "limits", "cpus"),
+    "mem_limit": ("resources", "limits", "memory"),
+    "pids_limit": ("resources", "limits", "pids"),
+    "mem_reservation": ("resources", "reservations", "memory"),
+}
+
+
+def _check_deploy_twins(service: dict[str, Any], ctx: ServiceContext) -> None:
+    deploy = service.get("deploy")
+    if not isinstance(deploy, dict):
+        return
+    for key, twin_path in DEPLOY_TWINS.items():
+        twin: Any = deploy
+        for part in twin_path:
+            twin = twin.get(part) if isinstance(twin, dict) else None
+        if key in service and twin is not None and service[key] != twin:
+            where = ".".join(("deploy", *twin_path))
+            ctx.fail(key, ComposeError(f"can't set distinct values on '{key}' and '{where}'"))
+
+
 def normalize_service(raw: dict[str, Any], ctx: ServiceContext) -> dict[str, Any]:
     """Convert one service to canonical form; errors go to ``ctx.errors``."""
     out: dict[str, Any] = {}
@@ -397,6 +424,7 @@ def normalize_service(raw: dict[str, Any], ctx: ServiceContext) -> dict[str, Any
     if isinstance(out.get("environment"), dict):
         out["environment"] = resolve_bare(out["environment"], ctx.environ)
     _fold_files(raw, out, ctx)
+    _check_deploy_twins(out, ctx)
     out = omit_empty(out, keep=KEEP_ZERO)
     # compose always prints these two, null when unset (null and [] mean different things).
     out.setdefault("command", None)

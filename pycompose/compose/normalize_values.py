@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -252,6 +252,36 @@ def omit_empty(struct_: dict[str, Any], keep: frozenset[str] = frozenset()) -> d
         elif value is not None and value is not False and value != 0 and value not in ("", [], {}):
             out[key] = value
     return out
+
+
+def at(key: str | int, convert: Callable[[Any], Any], value: Any) -> Any:
+    """Run ``convert(value)``, locating any error under ``key`` (paths are relative)."""
+    try:
+        return convert(value)
+    except ComposeError as err:
+        raise ComposeError(err.message, path=(key, *err.path)) from None
+
+
+def convert_fields(
+    struct_: dict[str, Any], converters: Mapping[str, Callable[[Any], Any]]
+) -> dict[str, Any]:
+    """Apply ``converters`` to the fields of ``struct_`` that are set (not null)."""
+    out = dict(struct_)
+    for key, convert in converters.items():
+        if out.get(key) is not None:
+            out[key] = at(key, convert, out[key])
+    return out
+
+
+def each(convert: Callable[[Any], Any]) -> Callable[[Any], list[Any]]:
+    """A converter for a list whose items ``convert`` handles, errors located by index."""
+
+    def run(value: Any) -> list[Any]:
+        if not isinstance(value, list):
+            raise ComposeError(f"must be a list, not {type_name(value)}")
+        return [at(index, convert, item) for index, item in enumerate(value)]
+
+    return run
 
 
 def dedupe(items: list[tuple[str, Any]]) -> list[Any]:

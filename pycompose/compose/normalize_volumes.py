@@ -6,9 +6,16 @@ from collections.abc import Callable
 from typing import Any
 
 from pycompose.compose.errors import ComposeError
-from pycompose.compose.normalize_values import omit_empty, to_bool, to_int, to_str, type_name
+from pycompose.compose.normalize_values import (
+    convert_fields,
+    omit_empty,
+    to_bool,
+    to_int,
+    to_str,
+    type_name,
+)
 from pycompose.compose.paths import absolute_path, clean_path, parse_volume_spec
-from pycompose.compose.units import UnitError, normalize_bytes
+from pycompose.compose.units import normalize_bytes
 
 VOLUME_TYPES = ("bind", "volume", "tmpfs", "npipe", "cluster", "image")
 
@@ -28,47 +35,29 @@ def normalize_volume(entry: Any, project_dir: str) -> dict[str, Any]:
         volume["source"] = absolute_path(volume["source"], project_dir)
     if isinstance(volume.get("target"), str):
         volume["target"] = clean_path(volume["target"])
-    if "read_only" in volume:
-        volume["read_only"] = to_bool(volume["read_only"])
-    for key, fix in _VOLUME_OPTIONS.items():
-        if isinstance(volume.get(key), dict):
-            volume[key] = fix(volume[key])
+    volume = convert_fields(volume, {"read_only": to_bool, **_VOLUME_OPTIONS})
     return omit_empty(volume, keep=frozenset(_VOLUME_OPTIONS))
 
 
-def _bind_options(bind: dict[str, Any]) -> dict[str, Any]:
-    out = dict(bind)
-    if "create_host_path" in out:
-        out["create_host_path"] = to_bool(out["create_host_path"])
-    return omit_empty(out)
+def _options(converters: dict[str, Callable[[Any], Any]]) -> Callable[[Any], dict[str, Any]]:
+    def run(value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise ComposeError(f"must be a mapping, not {type_name(value)}")
+        return omit_empty(convert_fields(value, converters))
+
+    return run
 
 
-def _volume_options(volume: dict[str, Any]) -> dict[str, Any]:
-    out = dict(volume)
-    if "nocopy" in out:
-        out["nocopy"] = to_bool(out["nocopy"])
-    return omit_empty(out)
+def _size(value: Any) -> str | None:
+    text = normalize_bytes(value)
+    return None if text == "0" else text
 
 
-def _tmpfs_options(tmpfs: dict[str, Any]) -> dict[str, Any]:
-    out = dict(tmpfs)
-    if out.get("size") is not None:
-        try:
-            out["size"] = normalize_bytes(out["size"])
-        except UnitError as err:
-            raise ComposeError(f"tmpfs.size: {err.message}") from None
-        if out["size"] == "0":
-            del out["size"]
-    if out.get("mode") is not None:
-        out["mode"] = to_int(out["mode"])
-    return omit_empty(out)
-
-
-_VOLUME_OPTIONS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-    "bind": _bind_options,
-    "volume": _volume_options,
-    "tmpfs": _tmpfs_options,
-    "image": lambda image: omit_empty(dict(image)),
+_VOLUME_OPTIONS: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "bind": _options({"create_host_path": to_bool}),
+    "volume": _options({"nocopy": to_bool}),
+    "tmpfs": _options({"size": _size, "mode": to_int}),
+    "image": _options({}),
 }
 
 
@@ -115,9 +104,5 @@ def normalize_file_mount(entry: Any, *, default_dir: str | None) -> dict[str, An
         raise ComposeError(f"invalid type {type_name(entry)}: expected a name or a mapping")
     if default_dir is not None and not out.get("target") and isinstance(out.get("source"), str):
         out["target"] = f"{default_dir}/{out['source']}"
-    for key in ("uid", "gid"):
-        if out.get(key) is not None:
-            out[key] = to_str(out[key])
-    if out.get("mode") is not None:
-        out["mode"] = file_mode(out["mode"])
+    out = convert_fields(out, {"uid": to_str, "gid": to_str, "mode": file_mode})
     return omit_empty(out, keep=frozenset({"mode"}))
