@@ -130,6 +130,7 @@ def _cleanup(eng: Engine) -> None:
             leftovers.append(cid)
             subprocess.run(eng.runtime.argv("kill", cid, "KILL"), capture_output=True)
             run(lambda d=cdir: monitor.wait_exit(d, 20))  # type: ignore[misc]
+        run(lambda d=cdir: monitor.wait_monitor_gone(d))  # type: ignore[misc]
     states = subprocess.run(eng.runtime.argv("list", "--format", "json"), capture_output=True)
     listed = json.loads(states.stdout or b"[]") or []
     for st in listed:

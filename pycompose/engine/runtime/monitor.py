@@ -50,6 +50,7 @@ from pycompose.engine.runtime.logs import LogConfig, LogWriter
 from pycompose.engine.runtime.oci import OciError, OciRuntime, last_message
 
 EXIT_FILE = "exit.json"
+EXIT_FIFO = "exit.fifo"  # opened and closed by the monitor once exit.json is written
 STATE_FILE = "monitor.json"
 PID_FILE = "init.pid"
 ATTACH_SOCKET = "attach.sock"
@@ -119,11 +120,11 @@ def proc_start_time(pid: int) -> int | None:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
+    # Rename makes it atomic for readers and crashes of the process; no fsync: after a power
+    # loss every container is gone anyway, and adopt() then reports the monitor as vanished.
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w") as f:
         json.dump(data, f)
-        f.flush()
-        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
@@ -172,8 +173,10 @@ async def start_container(config: MonitorConfig) -> Running:
     import anyio
 
     config.state_dir.mkdir(parents=True, exist_ok=True)
-    for stale in (EXIT_FILE, STATE_FILE, PID_FILE):
+    await wait_monitor_gone(config.state_dir)  # a restart must not race the old runc delete
+    for stale in (EXIT_FILE, STATE_FILE, PID_FILE, EXIT_FIFO):
         (config.state_dir / stale).unlink(missing_ok=True)
+    os.mkfifo(config.state_dir / EXIT_FIFO, 0o600)
     r, w = os.pipe2(os.O_CLOEXEC)
     child = os.fork()
     if child == 0:  # pragma: no cover - runs in the monitor process
@@ -203,7 +206,11 @@ async def start_container(config: MonitorConfig) -> Running:
 
 
 async def wait_exit(state_dir: Path, timeout: float | None = None) -> ExitStatus:
-    """Wait until the container has exited and its monitor has recorded the status."""
+    """Wait until the container has exited and its monitor has recorded the status.
+
+    This returns as soon as ``exit.json`` is written; the monitor then deletes the runtime
+    state and exits (``wait_monitor_gone`` waits for that).
+    """
     import anyio
 
     with anyio.fail_after(timeout):
@@ -221,14 +228,38 @@ async def _wait_loop(state_dir: Path) -> ExitStatus:
         if found is None:
             raise NotFound(f"no container was started in {state_dir}")
         try:
-            pidfd = os.pidfd_open(found.monitor_pid)
-        except ProcessLookupError:
-            continue
+            fifo = os.open(state_dir / EXIT_FIFO, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            fifo = -1
         try:
-            if proc_start_time(found.monitor_pid) == found.monitor_start:
-                await anyio.wait_readable(pidfd)
+            # Woken when the monitor opens and closes the FIFO after writing exit.json; the
+            # timeout notices a monitor that died without doing so.
+            with anyio.move_on_after(1.0):
+                if fifo >= 0 and read_exit(state_dir) is None:
+                    await anyio.wait_readable(fifo)
+                else:
+                    await anyio.sleep(0.05)
         finally:
-            os.close(pidfd)
+            if fifo >= 0:
+                os.close(fifo)
+
+
+async def wait_monitor_gone(state_dir: Path) -> None:
+    """Wait until the container's monitor (if any) has deleted the runtime state and exited."""
+    import anyio
+
+    running = _read_running(state_dir)
+    if running is None:
+        return
+    try:
+        pidfd = os.pidfd_open(running.monitor_pid)
+    except ProcessLookupError:
+        return
+    try:
+        if proc_start_time(running.monitor_pid) == running.monitor_start:
+            await anyio.wait_readable(pidfd)
+    finally:
+        os.close(pidfd)
 
 
 async def stop_container(
@@ -561,13 +592,15 @@ class _Monitor:  # pragma: no cover - exercised by the integration tests
         code = os.waitstatus_to_exitcode(self.status)
         if code < 0:
             code = 128 - code
-        devnull = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
-        self._spawn_wait([*cfg.runtime_argv, "delete", "--force", cfg.container_id],
-                         (devnull, devnull, devnull))  # fmt: skip
         _write_json(cfg.state_dir / EXIT_FILE,
                     {"code": code, "oom_killed": oom, "finished_at": time.time_ns()})  # fmt: skip
+        with contextlib.suppress(OSError):  # ENXIO: nobody is waiting
+            os.close(os.open(cfg.state_dir / EXIT_FIFO, os.O_WRONLY | os.O_NONBLOCK))
         for fd in list(self.clients):
             self._drop(fd)
         self.listener.close()
         if not attach.startswith("@"):
             Path(attach).unlink(missing_ok=True)
+        devnull = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+        self._spawn_wait([*cfg.runtime_argv, "delete", "--force", cfg.container_id],
+                         (devnull, devnull, devnull))  # fmt: skip
