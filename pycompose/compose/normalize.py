@@ -24,7 +24,7 @@ from pycompose.compose.normalize_service import ReadEnvFile, ServiceContext, nor
 from pycompose.compose.normalize_values import at, mapping, omit_empty, to_bool, type_name
 from pycompose.compose.paths import resolve_relative_paths
 
-RESOURCE_KINDS = ("networks", "volumes", "secrets", "configs")
+RESOURCE_KINDS = ("networks", "volumes", "secrets", "configs", "models")
 SERVICE_PREFIX = "service:"
 # Namespaces that may name another service (``network_mode: service:db``): each one is an
 # implicit dependency that restarts with its target.
@@ -104,7 +104,10 @@ def _normalize_services(
 
 def _add_implicit_links(service: dict[str, Any]) -> None:
     """Default network attachment and the dependencies compose infers from references."""
-    if not service.get("networks") and not service.get("network_mode"):
+    # A provider service runs no container, so it joins no network.
+    if not service.get("networks") and not service.get("network_mode") and (
+        "provider" not in service
+    ):
         service["networks"] = {"default": None}
     implied: dict[str, dict[str, Any]] = {}
     restart = {"condition": "service_started", "restart": True, "required": True}
@@ -128,8 +131,8 @@ def _used(kind: str, services: dict[str, Any]) -> set[str]:
     """Names of the resources of ``kind`` that at least one service refers to."""
     used: set[str] = set()
     for service in services.values():
-        if kind == "networks":
-            used.update(service.get("networks") or {})
+        if kind in ("networks", "models"):
+            used.update(service.get(kind) or {})
         elif kind == "volumes":
             used.update(v["source"] for v in service.get("volumes", [])
                         if isinstance(v, dict) and v.get("type") == "volume" and v.get("source"))
@@ -162,6 +165,8 @@ def _normalize_resource(kind: str, key: str, entry: Any, project_name: str) -> d
     if not isinstance(entry, dict):
         raise ComposeError(f"must be a mapping, not {type_name(entry)}")
     out = dict(entry)
+    if kind == "models":
+        return out  # models have no engine-side name
     external = out.get("external")
     if isinstance(external, dict):
         # Deprecated ``external: {name: x}``: the name moves up and external becomes true.

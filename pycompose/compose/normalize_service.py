@@ -208,6 +208,28 @@ def _logging(value: Any, ctx: ServiceContext) -> dict[str, Any]:
     return omit_empty(convert_fields(value, {"options": mapping}))
 
 
+def _models(value: Any, ctx: ServiceContext) -> dict[str, Any]:
+    if isinstance(value, list):
+        return {to_str(name): None for name in value}
+    if not isinstance(value, dict):
+        raise ComposeError(f"must be a list or a mapping, not {type_name(value)}")
+    return dict(value)
+
+
+def _provider(value: Any, ctx: ServiceContext) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ComposeError(f"must be a mapping, not {type_name(value)}")
+
+    def options(raw: Any) -> dict[str, list[str]]:
+        # compose prints every provider option as a list of strings.
+        if not isinstance(raw, dict):
+            raise ComposeError(f"must be a mapping, not {type_name(raw)}")
+        return {k: at(k, string_list, v if isinstance(v, list) else to_str(v))
+                for k, v in raw.items()}
+
+    return omit_empty(convert_fields(value, {"options": options}))
+
+
 def _pull_policy(value: Any, ctx: ServiceContext) -> str:
     text = to_str(value)
     return "missing" if text == "if_not_present" else text
@@ -294,6 +316,7 @@ SERVICE_CONVERTERS: dict[str, Converter] = {
     "mem_reservation": _cast(_bytes),
     "mem_swappiness": _cast(_bytes),
     "memswap_limit": _cast(_bytes),
+    "models": _models,
     "networks": _networks,
     "oom_kill_disable": _cast(to_bool),
     "oom_score_adj": _cast(to_int),
@@ -303,6 +326,7 @@ SERVICE_CONVERTERS: dict[str, Converter] = {
     "pre_stop": _hooks,
     "privileged": _cast(to_bool),
     "profiles": _cast(scalar_list),
+    "provider": _provider,
     "pull_policy": _pull_policy,
     "read_only": _cast(to_bool),
     "scale": _cast(to_int),

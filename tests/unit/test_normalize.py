@@ -9,7 +9,6 @@ octals, ``$`` escapes), so ``yaml.safe_load`` gives the dict those stages would.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -46,13 +45,29 @@ def _placeholders(value: Any, case_dir: str) -> Any:
     return json.loads(text)
 
 
+def _no_extensions(struct: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in struct.items() if not k.startswith("x-")}
+
+
 def _as_compose_json(project: dict[str, Any]) -> dict[str, Any]:
-    # compose's JSON (unlike its YAML) leaves out x-* keys inside services: the printer's job.
-    services = {
-        name: {k: v for k, v in svc.items() if not k.startswith("x-")}
-        for name, svc in project["services"].items()
-    }
-    return {**project, "services": services}
+    """What compose's JSON printer leaves out (its YAML keeps them): the printer's job.
+
+    That is ``x-*`` keys below the top level (in services, their mounts and ports, and in
+    networks/volumes/secrets/configs) and the top-level ``models``.
+    """
+    out = {k: v for k, v in project.items() if k != "models"}
+    services = {}
+    for name, svc in project["services"].items():
+        svc = _no_extensions(svc)
+        for key in ("volumes", "ports"):
+            if key in svc:
+                svc[key] = [_no_extensions(item) for item in svc[key]]
+        services[name] = svc
+    out["services"] = services
+    for kind in ("networks", "volumes", "secrets", "configs"):
+        if kind in out:
+            out[kind] = {k: _no_extensions(v) for k, v in out[kind].items()}
+    return out
 
 
 @pytest.fixture(autouse=True)
@@ -93,5 +108,13 @@ def test_input_is_not_modified() -> None:
     assert json.dumps(raw, sort_keys=True) == before
 
 
-def test_home_is_the_users(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert os.path.expanduser("~") == "/home/user"
+def test_models_are_pruned_like_other_resources() -> None:
+    case_dir = DATA / "models_provider"
+    with open(case_dir / "compose.yaml", encoding="utf-8") as handle:
+        raw = yaml.safe_load(handle)
+    ours = normalize(raw, project_name="pc", project_dir=str(case_dir), environ=ENVIRON,
+                     read_env_file=read_env_file)
+    # compose's YAML output (its JSON omits models) keeps only the model a service uses.
+    assert ours["models"] == {"m1": {"model": "ai/smollm2"}}
+    assert ours["x-top"] == {"keep": "me"}
+    assert ours["services"]["a"]["x-svc"] == 1
