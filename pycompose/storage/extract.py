@@ -154,27 +154,65 @@ def _zstd_stream(blob: BinaryIO, media_type: str) -> Iterator[BinaryIO]:
         raise LayerError(f"zstd decompression failed: {err.decode(errors='replace').strip()}")
 
 
+def _open_child(fd: int, part: str, *, create: bool, name: str) -> int:
+    """Open the subdirectory ``part`` of ``fd``; a symlink or non-directory is refused."""
+    try:
+        return os.open(part, _DIR_FLAGS, dir_fd=fd)
+    except FileNotFoundError:
+        if not create:
+            raise LayerError(f"{name!r}: {part!r} does not exist in the layer") from None
+        os.mkdir(part, 0o755, dir_fd=fd)
+        return os.open(part, _DIR_FLAGS, dir_fd=fd)
+    except OSError as err:  # ELOOP (a symlink) or ENOTDIR (a file)
+        raise LayerError(f"{name!r}: path component {part!r} is a symlink or not a "
+                         "directory; refusing to write through it") from err
+
+
 def _open_dir(root_fd: int, parts: tuple[str, ...], *, create: bool, name: str) -> int:
     """A new fd for the directory ``parts`` below root, never following a symlink."""
     fd = os.dup(root_fd)
     try:
         for part in parts:
-            try:
-                new = os.open(part, _DIR_FLAGS, dir_fd=fd)
-            except FileNotFoundError:
-                if not create:
-                    raise LayerError(f"{name!r}: {part!r} does not exist in the layer") from None
-                os.mkdir(part, 0o755, dir_fd=fd)
-                new = os.open(part, _DIR_FLAGS, dir_fd=fd)
-            except OSError as err:  # ELOOP (a symlink) or ENOTDIR (a file)
-                raise LayerError(f"{name!r}: path component {part!r} is a symlink or not a "
-                                 "directory; refusing to write through it") from err
+            new = _open_child(fd, part, create=create, name=name)
             os.close(fd)
             fd = new
         return fd
     except BaseException:
         os.close(fd)
         raise
+
+
+class _DirStack:
+    """Open fds of the directories on the path of the previous entry.
+
+    Tar members come in tree order, so consecutive entries share most of their parents;
+    reusing those fds saves one open per path component per entry. Only ancestors of the
+    current parent are held, and entries only ever remove children of that parent, so a
+    held fd never names a directory that was replaced.
+    """
+
+    def __init__(self, root_fd: int) -> None:
+        self.root_fd = root_fd
+        self.stack: list[tuple[str, int]] = []
+
+    def parent(self, parts: tuple[str, ...], name: str) -> int:
+        """The (borrowed) fd of directory ``parts``, created as needed."""
+        common = 0
+        while (common < len(self.stack) and common < len(parts)
+               and self.stack[common][0] == parts[common]):
+            common += 1
+        self.truncate(common)
+        fd = self.stack[-1][1] if self.stack else self.root_fd
+        for part in parts[common:]:
+            fd = _open_child(fd, part, create=True, name=name)
+            self.stack.append((part, fd))
+        return fd
+
+    def truncate(self, depth: int = 0) -> None:
+        """Close the fds deeper than ``depth``."""
+        for _, fd in self.stack[depth:]:
+            os.close(fd)
+        del self.stack[depth:]
 
 
 def _lstat(parent: int, name: str) -> os.stat_result | None:
@@ -211,6 +249,7 @@ class _Extractor:
         self.chown = os.geteuid() == 0
         self.report = report
         self.deferred_dirs: list[tuple[tuple[str, ...], int, int]] = []
+        self.dirs = _DirStack(root_fd)
 
     def skip(self, name: str, reason: str) -> None:
         self.report.skipped.append((name, reason))
@@ -224,16 +263,13 @@ class _Extractor:
             if not member.isdir():
                 raise LayerError(f"{member.name!r}: the layer root must be a directory")
             self.deferred_dirs.append(((), member.mode, _mtime_ns(member)))
-            self._owner_and_xattrs_dir((), member)
+            self.owner_and_xattrs(self.root_fd, member)
             return
+        parent = self.dirs.parent(parts[:-1], member.name)
         if parts[-1].startswith(WHITEOUT_PREFIX):
-            self.whiteout(member, parts)
-            return
-        parent = _open_dir(self.root_fd, parts[:-1], create=True, name=member.name)
-        try:
+            self.whiteout(member, parent, parts[-1])
+        else:
             self.create(tf, member, parent, parts)
-        finally:
-            os.close(parent)
 
     def create(self, tf: tarfile.TarFile, member: tarfile.TarInfo, parent: int,
                parts: tuple[str, ...]) -> None:
@@ -241,7 +277,11 @@ class _Extractor:
         if member.isdir():
             if not _clear(parent, leaf, keep_dir=True):
                 os.mkdir(leaf, 0o700, dir_fd=parent)
-            self._owner_and_xattrs_dir(parts, member)
+            fd = _open_child(parent, leaf, create=False, name=member.name)
+            try:
+                self.owner_and_xattrs(fd, member)
+            finally:
+                os.close(fd)
             self.deferred_dirs.append((parts, member.mode, _mtime_ns(member)))
         elif member.isreg():
             _clear(parent, leaf)
@@ -326,14 +366,11 @@ class _Extractor:
         ns = _mtime_ns(member)
         os.utime(leaf, ns=(ns, ns), dir_fd=parent, follow_symlinks=False)
 
-    def _owner_and_xattrs_dir(self, parts: tuple[str, ...], member: tarfile.TarInfo) -> None:
-        fd = _open_dir(self.root_fd, parts, create=False, name=member.name)
-        try:
-            if self.chown:
-                os.fchown(fd, member.uid, member.gid)
-            self.xattrs(member, fd)
-        finally:
-            os.close(fd)
+    def owner_and_xattrs(self, fd: int, member: tarfile.TarInfo) -> None:
+        """Owner and xattrs of a directory (mode and times come last, in finish_dirs)."""
+        if self.chown:
+            os.fchown(fd, member.uid, member.gid)
+        self.xattrs(member, fd)
 
     def xattrs(self, member: tarfile.TarInfo, fd: int) -> None:
         for key, value in member.pax_headers.items():
@@ -347,24 +384,20 @@ class _Extractor:
                 continue
             os.setxattr(fd, attr, value.encode("utf-8", "surrogateescape"))
 
-    def whiteout(self, member: tarfile.TarInfo, parts: tuple[str, ...]) -> None:
-        leaf = parts[-1]
-        parent = _open_dir(self.root_fd, parts[:-1], create=True, name=member.name)
+    def whiteout(self, member: tarfile.TarInfo, parent: int, leaf: str) -> None:
+        """``.wh.<name>`` becomes a 0:0 char device, ``.wh..wh..opq`` an opaque xattr."""
+        if leaf == OPAQUE_MARKER:
+            os.setxattr(parent, OPAQUE_XATTR, b"y")
+            return
+        hidden = leaf[len(WHITEOUT_PREFIX):]
+        if hidden in ("", ".", "..") or hidden.startswith(WHITEOUT_PREFIX):
+            raise LayerError(f"{member.name!r}: invalid whiteout name")
+        _clear(parent, hidden)
         try:
-            if leaf == OPAQUE_MARKER:
-                os.setxattr(parent, OPAQUE_XATTR, b"y")
-                return
-            hidden = leaf[len(WHITEOUT_PREFIX):]
-            if hidden in ("", ".", "..") or hidden.startswith(WHITEOUT_PREFIX):
-                raise LayerError(f"{member.name!r}: invalid whiteout name")
-            _clear(parent, hidden)
-            try:
-                os.mknod(hidden, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=parent)
-            except PermissionError as err:
-                raise LayerError(f"{member.name!r}: creating an overlay whiteout needs "
-                                 "CAP_MKNOD") from err
-        finally:
-            os.close(parent)
+            os.mknod(hidden, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=parent)
+        except PermissionError as err:
+            raise LayerError(f"{member.name!r}: creating an overlay whiteout needs "
+                             "CAP_MKNOD") from err
 
     def finish_dirs(self) -> None:
         """Apply directory modes and times last (creating children changes mtimes)."""
@@ -398,8 +431,11 @@ def extract_tar(stream: BinaryIO, dest: pathlib.Path, *,
                 fileobj=reader, mode="r|", errors="surrogateescape")  # type: ignore[call-overload]
         except tarfile.TarError as err:
             raise LayerError(f"layer is not a tar archive: {err}") from err
-        with tf:
-            _walk(tf, ex)
+        try:
+            with tf:
+                _walk(tf, ex)
+        finally:
+            ex.dirs.truncate()
         ex.finish_dirs()
         reader.drain()
     finally:

@@ -208,6 +208,10 @@ def _breakout_cases(sentinel: pathlib.Path) -> dict[str, bytes]:
         "opaque marker through a symlink": make_tar(
             entry("evil", tarfile.SYMTYPE, link=str(sentinel)),
             entry("evil/.wh..wh..opq")),
+        "directory replaced by a symlink, then written through": make_tar(
+            entry("a/b/f1", data=b"one"),
+            entry("a/b", tarfile.SYMTYPE, link=str(sentinel)),
+            entry("a/b/f2", data=b"pwned")),
         "whiteout through a symlink": make_tar(
             entry("evil", tarfile.SYMTYPE, link=str(sentinel)),
             entry("evil/.wh.secret")),
