@@ -7,9 +7,11 @@ implicit dependencies (links, ``service:`` namespaces, ``volumes_from``) and the
 network, names networks/volumes/secrets/configs ``<project>_<key>`` unless external or
 named, and drops top-level resources no service uses, as ``docker compose config`` does.
 
-The result matches ``docker compose config --format json`` (v2.40) key for key, with two
-differences left to the printer: compose escapes ``$`` as ``$$`` in every printed string,
-and its JSON (not its YAML) omits ``x-*`` keys inside services.
+The result matches ``docker compose config`` (v2.40) key for key. What compose's printer
+does on top is left to ours: it escapes ``$`` as ``$$`` in every printed string (unless
+``--no-interpolate``), and its JSON (not its YAML) leaves out the top-level ``models`` and
+every ``x-*`` key below the top level (in services, mounts, ports, networks, volumes...).
+Key order is not compose's (it prints Go struct order); shapes and values are.
 
 Every invalid value is reported at once, as a ``ComposeErrors`` naming dotted paths.
 """

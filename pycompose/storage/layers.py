@@ -16,6 +16,8 @@ import pathlib
 import re
 import secrets
 import shutil
+import stat
+import tarfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -160,6 +162,110 @@ def chain_id_of(parent: str, diff_id: str) -> str:
     _hex(parent)
     _hex(diff_id)
     return "sha256:" + hashlib.sha256(f"{parent} {diff_id}".encode()).hexdigest()
+
+
+_KEPT_XATTRS = ("security.capability",)
+
+
+def _xattrs(fd: int) -> dict[str, str]:
+    """PAX headers for the xattrs a layer carries (user.* and file capabilities)."""
+    out = {}
+    for name in os.listxattr(fd):
+        if name.startswith("user.") or name in _KEPT_XATTRS:
+            value = os.getxattr(fd, name)
+            out[f"SCHILY.xattr.{name}"] = value.decode("utf-8", "surrogateescape")
+    return out
+
+
+def _header(name: str, st: os.stat_result) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.mode = stat.S_IMODE(st.st_mode)
+    info.uid, info.gid = st.st_uid, st.st_gid
+    info.mtime = st.st_mtime
+    return info
+
+
+class _DiffWriter:
+    """Writes an overlay upper directory as an OCI layer tar; see :func:`write_diff_tar`."""
+
+    def __init__(self, tf: tarfile.TarFile) -> None:
+        self.tf = tf
+        self.links: dict[tuple[int, int], str] = {}
+
+    def entry(self, dirfd: int, rel: str, name: str) -> None:
+        path = f"{rel}/{name}" if rel else name
+        st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+        info = _header(path, st)
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+            info.name = f"{rel}/.wh.{name}" if rel else f".wh.{name}"
+            info.mode = 0o644
+            self.tf.addfile(info)  # an overlay whiteout becomes an OCI whiteout file
+        elif stat.S_ISDIR(st.st_mode):
+            self.directory(dirfd, name, info, path)
+        elif stat.S_ISREG(st.st_mode):
+            self.regular(dirfd, name, info, st)
+        elif stat.S_ISLNK(st.st_mode):
+            info.type, info.linkname = tarfile.SYMTYPE, os.readlink(name, dir_fd=dirfd)
+            self.tf.addfile(info)
+        elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) or stat.S_ISFIFO(st.st_mode):
+            info.type = (tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode) else
+                         tarfile.BLKTYPE if stat.S_ISBLK(st.st_mode) else tarfile.FIFOTYPE)
+            info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+            self.tf.addfile(info)
+        # sockets are not part of an image (as with docker commit)
+
+    def directory(self, dirfd: int, name: str, info: tarfile.TarInfo, path: str) -> None:
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     dir_fd=dirfd)
+        try:
+            info.type = tarfile.DIRTYPE
+            info.pax_headers = _xattrs(fd)
+            self.tf.addfile(info)
+            try:
+                opaque = os.getxattr(fd, "trusted.overlay.opaque") == b"y"
+            except OSError:
+                opaque = False
+        finally:
+            os.close(fd)
+        if opaque:
+            marker = tarfile.TarInfo(f"{path}/.wh..wh..opq")
+            marker.mtime, marker.mode = info.mtime, 0o644
+            self.tf.addfile(marker)
+
+    def regular(self, dirfd: int, name: str, info: tarfile.TarInfo,
+                st: os.stat_result) -> None:
+        key = (st.st_dev, st.st_ino)
+        if st.st_nlink > 1 and key in self.links:
+            info.type, info.linkname = tarfile.LNKTYPE, self.links[key]
+            self.tf.addfile(info)
+            return
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dirfd)
+        with os.fdopen(fd, "rb") as fp:
+            now = os.fstat(fd)
+            if (now.st_dev, now.st_ino) != key:
+                raise LayerError(f"{info.name}: changed while being read")
+            info.size = now.st_size
+            info.pax_headers = _xattrs(fd)
+            self.tf.addfile(info, fp)
+        if st.st_nlink > 1:
+            self.links[key] = info.name
+
+
+def write_diff_tar(upper: pathlib.Path, out: BinaryIO) -> None:
+    """Write a container's overlay upper dir as an OCI layer tar (for commit and build).
+
+    Overlay whiteouts (0:0 char devices) become ``.wh.<name>`` entries and opaque
+    directories get ``.wh..wh..opq``. The walk is fd-based and never follows a symlink,
+    so a container cannot point the writer at host files.
+    """
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
+        writer = _DiffWriter(tf)
+        for dirpath, dirnames, filenames, dirfd in os.fwalk(upper, follow_symlinks=False):
+            dirnames.sort()
+            rel = os.path.relpath(dirpath, upper)
+            rel = "" if rel == "." else rel
+            for name in sorted([*dirnames, *filenames]):
+                writer.entry(dirfd, rel, name)
 
 
 def _write_synced(path: pathlib.Path, data: bytes) -> None:

@@ -44,6 +44,10 @@ class Mounter(Protocol):
         """Unmount ``target`` (lazily with ``detach``)."""
         ...
 
+    def is_mounted(self, target: str) -> bool:
+        """Whether something is mounted at ``target``."""
+        ...
+
 
 def overlay_options(lower: Sequence[str], upper: str | None, work: str | None) -> str:
     """The overlayfs option string; refuses paths overlayfs cannot express."""
@@ -117,6 +121,10 @@ class KernelMounter:
             errno = ctypes.get_errno()
             raise MountError(f"unmount of {target} failed: {os.strerror(errno)}")
 
+    def is_mounted(self, target: str) -> bool:
+        """See :class:`Mounter`."""
+        return is_mountpoint(target)
+
 
 def is_mountpoint(path: str) -> bool:
     """Whether ``path`` is listed as a mount point in /proc/self/mountinfo."""
@@ -166,3 +174,42 @@ class FakeMounter:
         self.calls.append(MountCall("unmount", target, detach=detach))
         if self.mounted.pop(target, None) is None:
             raise MountError(f"unmount of {target} failed: Invalid argument")
+
+    def is_mounted(self, target: str) -> bool:
+        """See :class:`Mounter`."""
+        return target in self.mounted
+
+
+@dataclass(frozen=True)
+class RootfsDirs:
+    """The overlay directories of one container: ``<base>/{upper,work,merged}``."""
+
+    upper: pathlib.Path
+    work: pathlib.Path
+    merged: pathlib.Path
+
+    @classmethod
+    def under(cls, base: pathlib.Path) -> RootfsDirs:
+        """The directories below a container's state directory."""
+        return cls(base / "upper", base / "work", base / "merged")
+
+
+def mount_rootfs(mounter: Mounter, lower: Sequence[str], base: pathlib.Path) -> RootfsDirs:
+    """Create the dirs and mount a container's root filesystem (idempotent: re-adoption)."""
+    dirs = RootfsDirs.under(base)
+    for path, mode in ((dirs.upper, 0o755), (dirs.work, 0o700), (dirs.merged, 0o755)):
+        path.mkdir(mode=mode, parents=True, exist_ok=True)
+    if not mounter.is_mounted(str(dirs.merged)):
+        mounter.mount_overlay(lower, str(dirs.upper), str(dirs.work), str(dirs.merged))
+    return dirs
+
+
+def unmount_rootfs(mounter: Mounter, base: pathlib.Path) -> None:
+    """Unmount a container's root filesystem if mounted; lazily if it is still busy."""
+    merged = str(RootfsDirs.under(base).merged)
+    if not mounter.is_mounted(merged):
+        return
+    try:
+        mounter.unmount(merged)
+    except MountError:
+        mounter.unmount(merged, detach=True)

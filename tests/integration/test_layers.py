@@ -15,14 +15,17 @@ from collections.abc import Iterator
 import pytest
 
 from pycompose.storage.extract import LayerError
-from pycompose.storage.layers import LayerStore, chain_id_of, chain_ids
+from pycompose.storage.layers import LayerStore, chain_id_of, chain_ids, write_diff_tar
 from pycompose.storage.overlay import (
     FakeMounter,
     KernelMounter,
     MountCall,
     MountError,
+    RootfsDirs,
     is_mountpoint,
+    mount_rootfs,
     overlay_options,
+    unmount_rootfs,
 )
 from tests.fixtures.images import busybox_layer_tar
 
@@ -206,3 +209,52 @@ def test_many_layers_exceed_option_page(store: LayerStore, mounts: list[str]) ->
 def test_unmount_errors_are_clear(tmp_path: pathlib.Path) -> None:
     with pytest.raises(MountError, match="unmount of"):
         KernelMounter().unmount(str(tmp_path))
+
+
+@pytest.mark.root
+def test_upper_dir_to_layer_tar_round_trip(store: LayerStore, busybox_tar: bytes,
+                                           mounts: list[str]) -> None:
+    base = unpack_bytes(store, busybox_tar)
+    upper, work, merged = rootfs_dirs(store.root.parent)
+    mounter = KernelMounter()
+    mounter.mount_overlay(store.rootfs_lowerdirs([base]), upper, work, merged)
+    mounts.append(merged)
+    m = pathlib.Path(merged)
+    (m / "tmp/new").write_text("new\n")
+    (m / "bin/ls").unlink()  # -> whiteout
+    shutil.rmtree(m / "etc")  # -> opaque directory
+    (m / "etc").mkdir()
+    (m / "etc/hostname").write_text("box\n")
+    os.link(m / "bin/busybox", m / "bin/bb2")
+    os.symlink("/etc/passwd", m / "tmp/link")
+    mounter.unmount(merged)
+    diff = io.BytesIO()
+    write_diff_tar(pathlib.Path(upper), diff)
+    with tarfile.open(fileobj=io.BytesIO(diff.getvalue())) as tf:
+        members = {x.name: x for x in tf.getmembers()}
+    assert "bin/.wh.ls" in members and "etc/.wh..wh..opq" in members
+    assert members["bin/busybox"].islnk() and members["bin/busybox"].linkname == "bin/bb2"
+    assert members["tmp/link"].issym() and members["tmp/link"].linkname == "/etc/passwd"
+    assert "etc/passwd" not in members
+    top = unpack_bytes(store, diff.getvalue(), parent=base)
+    view = store.root.parent / "view"
+    view.mkdir()
+    mounter.mount_overlay(store.rootfs_lowerdirs([base, top]), None, None, str(view))
+    mounts.append(str(view))
+    assert not (view / "bin/ls").exists() and (view / "bin/sh").is_symlink()
+    assert sorted(os.listdir(view / "etc")) == ["hostname"]
+    assert (view / "tmp/new").read_text() == "new\n"
+    assert (view / "bin/bb2").read_bytes() == (view / "bin/busybox").read_bytes()
+    mounter.unmount(str(view))
+
+
+def test_rootfs_helpers_with_fake(tmp_path: pathlib.Path) -> None:
+    fake = FakeMounter()
+    dirs = mount_rootfs(fake, ["/l2", "/l1"], tmp_path / "c1")
+    assert dirs == RootfsDirs.under(tmp_path / "c1") and dirs.work.is_dir()
+    mount_rootfs(fake, ["/l2", "/l1"], tmp_path / "c1")  # already mounted: no second mount
+    unmount_rootfs(fake, tmp_path / "c1")
+    unmount_rootfs(fake, tmp_path / "c1")  # not mounted: nothing to do
+    assert [c.op for c in fake.calls] == ["mount_overlay", "unmount"]
+    assert fake.calls[0] == MountCall("mount_overlay", str(dirs.merged), ("/l2", "/l1"),
+                                      str(dirs.upper), str(dirs.work))
