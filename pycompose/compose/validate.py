@@ -115,33 +115,36 @@ def load_fast_validator(directory: str | None) -> FastValidator:
     """
     with open(SCHEMA_PATH, "rb") as fh:
         schema_bytes = fh.read()
-    key = _sha256_hex(_CACHE_FORMAT + b"\0" + schema_bytes)[:32]
     if directory is not None:
-        code_tag = _sha256_hex(f"{key}\0{sys.version}".encode())[:16]
-        source_path = os.path.join(directory, f"compose-spec-{key}.py")
-        code_path = os.path.join(directory, f"compose-spec-{key}.{code_tag}.code")
-        code = _unmarshal(_unseal(_read_own(code_path)))
-        if code is not None:
-            found = _exec_validator(code, source_path)
-            if found is not None:
-                return found
-        source_bytes = _unseal(_read_own(source_path))
-        source = source_bytes.decode() if source_bytes is not None else None
-        if source is None:
-            source = _generate_source(schema_bytes)
-            _write_atomic(directory, source_path, _seal(source.encode()))
-        compiled = _compile(source, source_path)
-        if compiled is not None:
-            found = _exec_validator(compiled, source_path)
-            if found is not None:
-                _write_atomic(directory, code_path, _seal(marshal.dumps(compiled)))
-                return found
-    # No usable cache: generate afresh in memory.
-    source = _generate_source(schema_bytes)
-    compiled = _compile(source, "<compose-spec validator>")
+        found = _load_through_cache(directory, schema_bytes)
+        if found is not None:
+            return found
+    compiled = _compile(_generate_source(schema_bytes), "<compose-spec validator>")
     found = _exec_validator(compiled, "<compose-spec validator>") if compiled else None
     if found is None:
-        raise RuntimeError("the generated compose schema validator does not load")
+        raise ComposeError("internal error: the compose schema validator cannot be generated")
+    return found
+
+
+def _load_through_cache(directory: str, schema_bytes: bytes) -> FastValidator | None:
+    """Code file, else source file, else generate; rewrite whatever was missing or broken."""
+    key = _sha256_hex(_CACHE_FORMAT + b"\0" + schema_bytes)[:32]
+    # Marshalled code only loads in the interpreter that wrote it.
+    code_tag = _sha256_hex(f"{key}\0{sys.version}".encode())[:16]
+    source_path = os.path.join(directory, f"compose-spec-{key}.py")
+    code_path = os.path.join(directory, f"compose-spec-{key}.{code_tag}.code")
+    code = _unmarshal(_unseal(_read_own(code_path)))
+    found = _exec_validator(code, source_path) if code is not None else None
+    if found is not None:
+        return found
+    source = _decode(_unseal(_read_own(source_path)))
+    if source is None:
+        source = _generate_source(schema_bytes)
+        _write_atomic(directory, source_path, _seal(source.encode()))
+    code = _compile(source, source_path)
+    found = _exec_validator(code, source_path) if code is not None else None
+    if code is not None and found is not None:
+        _write_atomic(directory, code_path, _seal(marshal.dumps(code)))
     return found
 
 
@@ -197,6 +200,13 @@ def _unseal(blob: bytes | None) -> bytes | None:
         return None
     payload = blob[65:]
     return payload if _sha256_hex(payload).encode() == blob[:64] else None
+
+
+def _decode(payload: bytes | None) -> str | None:
+    try:
+        return payload.decode() if payload is not None else None
+    except UnicodeDecodeError:
+        return None
 
 
 def _unmarshal(payload: bytes | None) -> CodeType | None:

@@ -185,3 +185,36 @@ def test_invalid_documents_fail_both_at_the_same_place(name: str, tmp_path: FsPa
         v.validate(yaml.safe_load(INVALID[name]), file="compose.yaml", lines={})
     ours = [_dotted(e.path) for e in caught.value.errors]
     assert reference_path in ours, (message, [str(e) for e in caught.value.errors])
+
+
+_SHAPES: list[object] = ["1", 1.5, True, None, ["a"], {"a": "b"}, [{"a": "b"}]]
+
+
+@pytest.mark.slow
+def test_every_service_key_with_values_of_every_shape_agrees(tmp_path: FsPath) -> None:
+    """Each service key set to values of each shape: where docker compose's schema check
+    rejects, we reject; where docker compose accepts the whole file, we accept."""
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+
+    keys = sorted(v.load_schema()["definitions"]["service"]["properties"])
+    cases = [(key, value) for key in keys for value in _SHAPES]
+
+    def run(case: tuple[str, object]) -> str | None:
+        key, value = case
+        doc = {"services": {"web": {"image": "x", key: value}}}
+        folder = tmp_path / f"{key}-{_SHAPES.index(value)}"
+        folder.mkdir()
+        path = _project(folder, json.dumps(doc))
+        result = _reference(path)
+        ours = v.fast_check(doc)
+        if result.returncode == 0 and ours is not None:
+            return f"{key}={value!r}: docker compose accepts, we reject: {ours}"
+        if "validating " in result.stderr and ours is None:
+            return f"{key}={value!r}: docker compose rejects, we accept: {result.stderr.strip()}"
+        return None
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        disagreements = [d for d in pool.map(run, cases) if d is not None]
+    assert disagreements == []
+    assert len(cases) > 600
