@@ -343,7 +343,8 @@ def _message(err: ValidationError) -> str:
         )
         return f"must be one of {allowed}, not {_show(value)}{hint}"
     if kind == "pattern":
-        return f"{_show(value)} does not have the expected form (pattern {expected!r})"
+        what = _PATTERN_MEANINGS.get(expected, f"the pattern {expected!r}")
+        return f"{_show(value)} is not valid here: expected {what}"
     if kind in ("minimum", "exclusiveMinimum"):
         return f"must be {'at least' if kind == 'minimum' else 'more than'} {expected}, not {value}"
     if kind in ("maximum", "exclusiveMaximum"):
@@ -364,7 +365,10 @@ def _explain_unknown_keys(err: ValidationError, path: Path) -> list[_Problem]:
         if key in known or any(re.search(p, key) for p in patterns):
             continue
         if known:
-            message = f'unknown key "{key}"{did_you_mean(key, known)}'
+            hint = did_you_mean(key, known)
+            if not hint and "^x-" in patterns and key[:2].lower() in ("x_", "x.", "x-"):
+                hint = ' (extension keys must start with "x-")'
+            message = f'unknown key "{key}"{hint}'
         elif patterns == [_NAME_PATTERN]:
             message = f'invalid name "{key}": use only letters, digits, ".", "_" and "-"'
         else:
@@ -427,6 +431,16 @@ def _missing(err: ValidationError) -> list[str]:
 def _depth(errs: list[ValidationError]) -> int:
     return max(len(e.relative_path) for e in errs)
 
+
+# What the schema's patterns ask for, in words.
+_PATTERN_MEANINGS = {
+    "[a-zA-Z0-9][a-zA-Z0-9_.-]+": 'at least two characters, letters, digits, "_", "." or "-"'
+    ", starting with a letter or digit",
+    "always|never|build|if_not_present|missing|refresh|daily|weekly|every_([0-9]+[wdhms])+": (
+        "always, never, missing, if_not_present, build, refresh, daily, weekly"
+        " or every_<duration> (e.g. every_12h)"
+    ),
+}
 
 _TYPE_WORDS = {
     "string": "string",

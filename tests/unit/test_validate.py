@@ -412,6 +412,13 @@ def test_unknown_key_without_close_match_has_no_suggestion() -> None:
     assert _messages(text) == ['compose.yaml:3 services.web: unknown key "zzzzqqq"']
 
 
+def test_misspelt_extension_key_gets_a_hint() -> None:
+    text = "services:\n  web:\n    x_meta: 1\n"
+    assert _messages(text) == [
+        'compose.yaml:3 services.web: unknown key "x_meta" (extension keys must start with "x-")'
+    ]
+
+
 def test_wrong_type_in_a_list_item() -> None:
     text = "services:\n  web:\n    image: x\n    ports:\n      - 8080:80\n      - [80]\n"
     assert _messages(text) == [
@@ -452,7 +459,16 @@ def test_wrong_type_in_a_list_item() -> None:
             "services.web.labels.a",
             "must be a string, number, boolean or null, not a list",
         ),
-        ("container_name: a", "services.web.container_name", "does not have the expected form"),
+        (
+            "container_name: a",
+            "services.web.container_name",
+            '"a" is not valid here: expected at least two characters',
+        ),
+        (
+            "pull_policy: sometimes",
+            "services.web.pull_policy",
+            '"sometimes" is not valid here: expected always, never, missing',
+        ),
         (
             "volumes: [{source: a, target: /b}]",
             "services.web.volumes[0]",
