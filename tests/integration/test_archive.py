@@ -211,13 +211,13 @@ def test_import_rootfs_with_changes(engine: Engine) -> None:
     data = tar_with(("bin/app", b"#!/bin/sh\necho app\n"), ("etc/conf", b"x=1\n"))
     record = archive.import_rootfs(
         engine.images, io.BytesIO(gzip.compress(data)), "imported:1",
-        changes=['CMD ["/bin/app", "--flag"]', "ENV A=1 B=two", "WORKDIR /srv",
+        changes=['CMD ["/bin/app", "--flag"]', "ENV A=1 B='two words'", "WORKDIR /srv",
                  "EXPOSE 8080", "LABEL team=core", "ENTRYPOINT run me"],
         message="from a tarball")
     cfg = record.config["config"]
     assert cfg["Cmd"] == ["/bin/app", "--flag"]
     assert cfg["Entrypoint"] == ["/bin/sh", "-c", "run me"]
-    assert cfg["Env"] == ["A=1", "B=two"]
+    assert cfg["Env"] == ["A=1", "B=two words"]
     assert cfg["WorkingDir"] == "/srv" and cfg["ExposedPorts"] == {"8080/tcp": {}}
     assert cfg["Labels"] == {"team": "core"}
     assert record.diff_ids == ("sha256:" + hashlib.sha256(data).hexdigest(),)

@@ -17,6 +17,7 @@ import io
 import json
 import os
 import posixpath
+import shlex
 import tarfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -472,11 +473,15 @@ def _pairs(value: str, what: str) -> Iterator[tuple[str, str]]:
         key, _, rest = value.partition(" ")
         yield key, rest.strip()
         return
-    for item in value.split():
+    try:
+        items = shlex.split(value)
+    except ValueError as err:
+        raise InvalidArgument(f"{what}: {err}") from err
+    for item in items:
         key, eq, val = item.partition("=")
         if not eq or not key:
             raise InvalidArgument(f"{what}: expected key=value, got {item!r}")
-        yield key, val.strip('"')
+        yield key, val
 
 
 def apply_changes(config: dict[str, Any], changes: Sequence[str]) -> dict[str, Any]:
