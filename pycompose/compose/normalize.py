@@ -22,7 +22,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from pycompose.compose.errors import ComposeError, ComposeErrors
-from pycompose.compose.normalize_service import ReadEnvFile, ServiceContext, normalize_service
+from pycompose.compose.normalize_files import ReadEnvFile
+from pycompose.compose.normalize_service import ServiceContext, normalize_service
 from pycompose.compose.normalize_values import at, mapping, omit_empty, to_bool, type_name
 from pycompose.compose.paths import resolve_relative_paths
 

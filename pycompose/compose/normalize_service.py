@@ -8,7 +8,6 @@ run reports every problem.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +22,7 @@ from pycompose.compose.normalize_build import (
     normalize_healthcheck,
     normalize_ulimits,
 )
+from pycompose.compose.normalize_files import ReadEnvFile, read_files
 from pycompose.compose.normalize_ports import normalize_expose, normalize_port, port_key
 from pycompose.compose.normalize_values import (
     at,
@@ -48,9 +48,6 @@ from pycompose.compose.normalize_volumes import (
 )
 from pycompose.compose.paths import parse_volume_spec
 from pycompose.compose.units import normalize_bytes, normalize_duration
-
-ReadEnvFile = Callable[[str, Mapping[str, str]], dict[str, str]]
-"""Parse one env file given the variables to interpolate with (the dotenv stage)."""
 
 # Fields compose keeps behind pointers: printed when set, even to false or zero.
 KEEP_ZERO = frozenset({
@@ -99,12 +96,12 @@ def _ports(value: Any, ctx: ServiceContext) -> list[dict[str, Any]]:
     return dedupe(keyed)
 
 
-def _keyed(convert: Callable[[Any], Any], key: Callable[[Any, Any], str]) -> Converter:
+def _keyed(convert: Callable[[Any], Any], key: Callable[[Any], str]) -> Converter:
     """A list converter that also drops redefinitions (same ``key``), as compose does."""
 
     def run(value: Any, ctx: ServiceContext) -> list[Any]:
         items = _each(convert)(value, ctx)
-        return dedupe([(key(item, item), item) for item in items])
+        return dedupe([(key(item), item) for item in items])
 
     return run
 
@@ -283,7 +280,7 @@ SERVICE_CONVERTERS: dict[str, Converter] = {
     "cap_drop": _unique,
     "command": _cast(shell_command),
     "configs": _keyed(lambda entry: normalize_file_mount(entry, default_dir=None),
-                      lambda item, _: item.get("target") or f"/{item.get('source')}"),
+                      lambda item: item.get("target") or f"/{item.get('source')}"),
     "cpu_count": _cast(to_int),
     "cpu_percent": _cast(to_float32),
     "cpu_period": _cast(to_int),
@@ -296,7 +293,7 @@ SERVICE_CONVERTERS: dict[str, Converter] = {
     "deploy": _cast(normalize_deploy),
     "develop": lambda value, ctx: normalize_develop(value, ctx.project_dir),
     "device_cgroup_rules": _cast(scalar_list),
-    "devices": _keyed(normalize_device, lambda item, _: repr(sorted(item.items()))),
+    "devices": _keyed(normalize_device, lambda item: repr(sorted(item.items()))),
     "dns": _unique,
     "dns_opt": _unique,
     "dns_search": _unique,
@@ -331,7 +328,7 @@ SERVICE_CONVERTERS: dict[str, Converter] = {
     "read_only": _cast(to_bool),
     "scale": _cast(to_int),
     "secrets": _keyed(lambda entry: normalize_file_mount(entry, default_dir="/run/secrets"),
-                      lambda item, _: str(item.get("target"))),
+                      lambda item: str(item.get("target"))),
     "security_opt": _cast(scalar_list),
     "shm_size": _cast(_bytes),
     "stdin_open": _cast(to_bool),
@@ -353,43 +350,12 @@ for _key in ("cgroup", "cgroup_parent", "container_name", "cpuset", "domainname"
     SERVICE_CONVERTERS[_key] = _cast(to_str)
 
 
-def _env_file_entries(value: Any) -> list[tuple[str, bool]]:
-    items = value if isinstance(value, list) else [value]
-    out = []
-    for item in items:
-        if isinstance(item, str):
-            out.append((item, True))
-        elif isinstance(item, dict) and isinstance(item.get("path"), str):
-            if item.get("format") not in (None, "dotenv"):
-                raise ComposeError(f"env_file format {item['format']!r} is not supported")
-            out.append((item["path"], to_bool(item.get("required", True))))
-        else:
-            raise ComposeError(f"invalid env_file entry {item!r}: expected a path")
-    return out
-
-
-def _read_files(value: Any, ctx: ServiceContext, what: str) -> dict[str, str]:
-    merged: dict[str, str] = {}
-    for path, required in _env_file_entries(value):
-        full = os.path.join(ctx.project_dir, path)
-        if not os.path.exists(full):
-            if required:
-                raise ComposeError(f"{what} {full} not found")
-            continue
-        if os.path.isdir(full):
-            raise ComposeError(f"{what} {full} is a directory")
-        try:
-            merged.update(ctx.read_env_file(full, ctx.environ))
-        except OSError as err:
-            raise ComposeError(f"failed to read {what} {full}: {err.strerror}") from err
-    return merged
-
-
 def _fold_files(raw: dict[str, Any], out: dict[str, Any], ctx: ServiceContext) -> None:
     """Read ``env_file``/``label_file`` into ``environment``/``labels``, as compose prints."""
     if raw.get("env_file") is not None:
         try:
-            values = _read_files(raw["env_file"], ctx, "env file")
+            values = read_files(raw["env_file"], ctx.project_dir, ctx.environ,
+                                ctx.read_env_file, "env file")
         except ComposeError as err:
             ctx.fail("env_file", err)
         else:
@@ -399,7 +365,8 @@ def _fold_files(raw: dict[str, Any], out: dict[str, Any], ctx: ServiceContext) -
             out["environment"] = merged
     if raw.get("label_file") is not None:
         try:
-            values = _read_files(raw["label_file"], ctx, "label file")
+            values = read_files(raw["label_file"], ctx.project_dir, ctx.environ,
+                                ctx.read_env_file, "label file")
         except ComposeError as err:
             ctx.fail("label_file", err)
         else:

@@ -26,6 +26,8 @@ def normalize_volume(entry: Any, project_dir: str) -> dict[str, Any]:
         volume = parse_volume_spec(entry)
     elif isinstance(entry, dict):
         volume = dict(entry)
+        if not isinstance(volume.get("target"), str):
+            raise ComposeError("volume is missing a mount target")
     else:
         raise ComposeError(f"invalid type {type_name(entry)} for a volume")
     kind = volume.get("type")

@@ -57,6 +57,7 @@ def _errors(service: dict[str, Any], **top: Any) -> dict[str, str]:
          "unknown suffix 'x'"),
         ({"volumes": ["vol:/b:ro:extra"]}, "services.a.volumes[0]", "too many colons"),
         ({"volumes": [":/x"]}, "services.a.volumes[0]", "empty section"),
+        ({"volumes": [{"type": "tmpfs"}]}, "services.a.volumes[0]", "missing a mount target"),
         ({"command": "echo 'a"}, "services.a.command", "invalid command line string"),
         ({"entrypoint": "echo (a)"}, "services.a.entrypoint", "invalid command line string"),
         ({"privileged": "maybe"}, "services.a.privileged", "must be a boolean"),
