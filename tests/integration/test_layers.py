@@ -258,3 +258,20 @@ def test_rootfs_helpers_with_fake(tmp_path: pathlib.Path) -> None:
     assert [c.op for c in fake.calls] == ["mount_overlay", "unmount"]
     assert fake.calls[0] == MountCall("mount_overlay", str(dirs.merged), ("/l2", "/l1"),
                                       str(dirs.upper), str(dirs.work))
+
+
+def test_diff_tar_never_follows_symlinks(tmp_path: pathlib.Path) -> None:
+    sentinel = tmp_path / "host"
+    sentinel.mkdir()
+    (sentinel / "secret").write_text("host data")
+    upper = tmp_path / "upper"
+    (upper / "d").mkdir(parents=True)
+    os.symlink(str(sentinel), upper / "d/evil-dir")
+    os.symlink(str(sentinel / "secret"), upper / "evil-file")
+    out = io.BytesIO()
+    write_diff_tar(upper, out)
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tf:
+        members = {m.name: m for m in tf.getmembers()}
+    assert sorted(members) == ["d", "d/evil-dir", "evil-file"]
+    assert all(m.issym() or m.isdir() for m in members.values())
+    assert b"host data" not in out.getvalue()
