@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sysconfig
+from collections.abc import Iterator
 from pathlib import Path as FsPath
 
 import pytest
@@ -32,6 +33,16 @@ def _reference_binary() -> str | None:
 
 REFERENCE = _reference_binary()
 pytestmark = pytest.mark.skipif(REFERENCE is None, reason="docker compose v2 binary not installed")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep the generated validator out of the user's ~/.cache during these tests."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg")))
+        mp.setattr(v, "_fast", None)
+        yield
+
 
 VALID = {
     "every-key": EVERY_KEY,
