@@ -249,6 +249,15 @@ def test_memory_limit_is_visible_inside(engine: Engine) -> None:
     assert status.code == 0 and _output(records).strip() == str(limit).encode()
 
 
+def test_oom_kill_is_recorded(engine: Engine) -> None:
+    limit = 16 * 1024 * 1024  # no swap beyond it: the allocation must be killed
+    hog = "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived"
+    status, records = run(lambda: engine.run(
+        ("sh", "-c", hog), limits=cgroups.ResourceLimits(memory=limit, memory_swap=limit)))
+    assert status.oom_killed
+    assert b"survived" not in _output(records)
+
+
 def test_pid1_ignoring_sigterm_is_killed_after_grace(engine: Engine) -> None:
     async def scenario() -> None:
         cid, cdir, _ = await engine.start(("sleep", "300"))  # PID 1 without a TERM handler

@@ -46,8 +46,15 @@ from typing import Any
 
 from pycompose.engine.errors import NotFound
 from pycompose.engine.runtime.cgroups import CgroupMode, read_oom_kills
-from pycompose.engine.runtime.logs import LogConfig, LogWriter
+from pycompose.engine.runtime.execproc import ExecProcess, exec_process, run_exec
+from pycompose.engine.runtime.logs import LogConfig, LogRecord, LogWriter, read_logs
 from pycompose.engine.runtime.oci import OciError, OciRuntime, last_message
+
+__all__ = [
+    "ExecProcess", "ExitStatus", "LogConfig", "LogRecord", "MonitorConfig", "Running", "adopt",
+    "exec_process", "read_exit", "read_logs", "run_exec", "start_container", "stop_container",
+    "wait_exit", "wait_monitor_gone",
+]  # fmt: skip
 
 EXIT_FILE = "exit.json"
 EXIT_FIFO = "exit.fifo"  # opened and closed by the monitor once exit.json is written
