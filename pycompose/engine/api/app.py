@@ -31,7 +31,7 @@ from pycompose.engine.config import EngineConfig
 
 log = logging.getLogger("pycompose.engine")
 
-COMPONENTS: tuple[str, ...] = ()
+COMPONENTS: tuple[str, ...] = ("pycompose.engine.images.api:setup",)
 """``"module:function"`` of each engine part's setup, loaded in this order after start-up."""
 
 CONTAINER_LIST_FILTERS = frozenset(
