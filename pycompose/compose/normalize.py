@@ -202,8 +202,9 @@ def _ipam(raw: Any) -> dict[str, Any]:
     out = dict(raw)
     if isinstance(out.get("config"), list):
         out["config"] = [_ipam_pool(pool) for pool in out["config"]]
-    if out.get("options") is not None:
-        out["options"] = mapping(out["options"])
+    # compose's model has no place for ipam.options (the schema allows them): its config
+    # output leaves them out, and so does ours, so both describe the same network.
+    out.pop("options", None)
     return omit_empty(out)
 
 

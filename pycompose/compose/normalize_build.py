@@ -182,11 +182,17 @@ def _resources(value: Any) -> dict[str, Any]:
     return omit_empty(out, keep=frozenset({"limits", "reservations"}))
 
 
+def _nonzero_duration(value: Any) -> str | None:
+    """A duration compose holds by value: zero means unset."""
+    text = normalize_duration(value)
+    return None if text == "0s" else text
+
+
 def _rollout(value: Any) -> dict[str, Any]:
     out = convert_fields(_require_mapping(value), {
         "parallelism": to_int,
-        "delay": normalize_duration,
-        "monitor": normalize_duration,
+        "delay": _nonzero_duration,
+        "monitor": _nonzero_duration,
         "max_failure_ratio": to_float,
     })
     return omit_empty(out, keep=frozenset({"parallelism"}))
