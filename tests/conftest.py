@@ -6,6 +6,9 @@ import os
 
 import pytest
 
+# Real images, a real registry and isolated engines, for every test that asks for them.
+pytest_plugins = ["tests.fixtures.images", "tests.fixtures.registry", "tests.fixtures.engine"]
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if os.geteuid() == 0:
