@@ -181,6 +181,11 @@ def _normalize_resource(kind: str, key: str, entry: Any, project_name: str) -> d
         out["external"] = True
     elif external is not None:
         out["external"] = to_bool(external)
+    if kind == "volumes" and out.get("external"):
+        # compose refuses to configure a volume it does not create (networks it allows).
+        for field in ("driver", "driver_opts", "labels"):
+            if out.get(field):
+                raise ComposeError(f'conflicting parameters "external" and "{field}" specified')
     if not out.get("name"):
         out["name"] = key if out.get("external") else f"{project_name}_{key}"
     for field in ("labels", "driver_opts"):

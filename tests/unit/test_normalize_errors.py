@@ -98,6 +98,14 @@ def test_every_error_is_reported_at_once() -> None:
     assert "can't use both 'networks.external.name' (deprecated)" in errors["networks.n"]
 
 
+@pytest.mark.parametrize("field", ["driver", "driver_opts", "labels"])
+def test_external_volume_cannot_be_configured(field: str) -> None:
+    value: Any = "local" if field == "driver" else {"a": "b"}
+    errors = _errors({"volumes": ["vol:/x"]},
+                     volumes={"vol": {"external": True, field: value}})
+    assert f'conflicting parameters "external" and "{field}"' in errors["volumes.vol"]
+
+
 def test_equal_twins_are_accepted() -> None:
     out = normalize(
         {"services": {"a": {"image": "x", "scale": "2", "cpus": "0.5", "mem_limit": "1g",
