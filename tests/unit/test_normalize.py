@@ -99,11 +99,12 @@ def test_cases_were_found() -> None:
     assert len(CASES) >= 10
 
 
-def test_input_is_not_modified() -> None:
-    with open(DATA / "basic" / "compose.yaml", encoding="utf-8") as handle:
+@pytest.mark.parametrize("case", CASES)
+def test_input_is_not_modified(case: str) -> None:
+    with open(DATA / case / "compose.yaml", encoding="utf-8") as handle:
         raw = yaml.safe_load(handle)
     before = json.dumps(raw, sort_keys=True)
-    normalize(raw, project_name="pc", project_dir=str(DATA / "basic"), environ=ENVIRON,
+    normalize(raw, project_name="pc", project_dir=str(DATA / case), environ=ENVIRON,
               read_env_file=read_env_file)
     assert json.dumps(raw, sort_keys=True) == before
 
