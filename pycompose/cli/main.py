@@ -18,6 +18,14 @@ from pycompose.errors import PycomposeError
 COMMANDS: dict[str, str] = {
     "config": "pycompose.cli.config_cmd:config",
     "engine": "pycompose.cli.engine_cmd:engine",
+    "image": "pycompose.cli.image_cmd:image",
+    "images": "pycompose.cli.image_cmd:ls",
+    "pull": "pycompose.cli.image_cmd:pull",
+    "push": "pycompose.cli.image_cmd:push",
+    "tag": "pycompose.cli.image_cmd:tag",
+    "rmi": "pycompose.cli.image_cmd:rm",
+    "login": "pycompose.cli.image_cmd:login",
+    "logout": "pycompose.cli.image_cmd:logout",
 }
 
 

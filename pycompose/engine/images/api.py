@@ -18,6 +18,7 @@ import binascii
 import contextlib
 import json
 import os
+import re
 import tempfile
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -94,6 +95,18 @@ def pull_reference(from_image: str, tag: str) -> Reference:
     if tag.startswith("sha256:"):
         return parse_reference(f"{Reference(ref.domain, ref.path, None, None)}@{tag}")
     return parse_reference(f"{Reference(ref.domain, ref.path, None, None)}:{tag}")
+
+
+def registry_detail(err: Exception) -> str:
+    """A registry's own words from our error (``manifest unknown: manifest unknown``).
+
+    Our registry errors read ``<what>: <status> <CODE>: <message>``; Docker shows the
+    code's description, lower case, then the message.
+    """
+    match = re.search(r": \d{3} ([A-Z_]+): (.*)$", str(err))
+    if match is None:
+        return str(err)
+    return f"{match.group(1).replace('_', ' ').lower()}: {match.group(2)}"
 
 
 def shown(name: str) -> str:
@@ -204,7 +217,7 @@ class ImagesService:
                 await pull(str(ref), content=self.content, images=self.images,
                            registry_config=config, progress=emit, platform=platform)
             except NotFound as err:
-                raise NotFound(f"manifest for {name} not found: {err}") from err
+                raise NotFound(f"manifest for {name} not found: {registry_detail(err)}") from err
             self.publish("pull", name, name=name)
 
         return await progress_stream(work, early=1)
