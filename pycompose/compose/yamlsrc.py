@@ -207,9 +207,10 @@ def _resolve_tagged(tag: str, value: str, line: int, name: str) -> Any:
 
 
 def _binary(value: str, line: int, name: str) -> str:
+    # Bytes that are not UTF-8 become U+FFFD, as in docker compose's Go strings.
     try:
-        return base64.b64decode("".join(value.split()), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError) as err:
+        return base64.b64decode("".join(value.split()), validate=True).decode("utf-8", "replace")
+    except binascii.Error as err:
         raise ComposeError(f"invalid !!binary value: {err}", file=name, line=line) from err
 
 
