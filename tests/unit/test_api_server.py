@@ -60,6 +60,10 @@ def make_router(log: list[str]) -> Router:
                     yield json.dumps({"n": i}).encode() + b"\n"
                 if req.query_bool("hang"):
                     await asyncio.sleep(60)
+                if req.query_str("fail") == "engine":
+                    raise NotFound("layer vanished")
+                if req.query_str("fail") == "bug":
+                    raise KeyError("oops")
             finally:
                 log.append("stream closed")
 
@@ -328,3 +332,38 @@ def test_hijack_without_upgrade_header_answers_200(sock_dir: Path) -> None:
         writer.close()
 
     run(scenario, sock_dir)
+
+
+def test_errors_after_the_head_go_into_the_stream(sock_dir: Path) -> None:
+    async def scenario(path: Path) -> None:
+        status, _, body = await exchange(path, b"GET /stream?fail=engine HTTP/1.1\r\n\r\n")
+        lines = [json.loads(x) for x in body.splitlines()]
+        assert status == 200 and lines[-1] == {
+            "errorDetail": {"message": "layer vanished"},
+            "error": "layer vanished",
+        }
+        _, _, body = await exchange(path, b"GET /stream?fail=bug HTTP/1.1\r\n\r\n")
+        assert json.loads(body.splitlines()[-1])["error"] == "internal error: 'oops'"
+
+    run(scenario, sock_dir)
+
+
+def test_close_ends_open_streams_and_idle_connections(sock_dir: Path) -> None:
+    log: list[str] = []
+
+    async def scenario() -> None:
+        server = ApiServer(make_router(log))
+        path = sock_dir / "api.sock"
+        await server.start(path)
+        reader, writer = await asyncio.open_unix_connection(str(path))
+        writer.write(b"GET /stream?hang=1 HTTP/1.1\r\n\r\n")
+        await reader.readuntil(b'{"n": 2}\n\r\n')
+        idle_reader, idle_writer = await asyncio.open_unix_connection(str(path))
+        await asyncio.wait_for(server.close(), 5)
+        assert log == ["stream closed"] and not path.exists()
+        assert await reader.read() == b""  # no terminating chunk: the stream was cut
+        assert await idle_reader.read() == b""
+        writer.close()
+        idle_writer.close()
+
+    asyncio.run(scenario())

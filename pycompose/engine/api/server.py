@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from pycompose.engine.api.router import (
+    JSON_TYPE,
     AnyResponse,
     HijackResponse,
     HTTPError,
@@ -29,7 +30,14 @@ from pycompose.engine.api.router import (
     StreamResponse,
     error_response,
 )
-from pycompose.engine.api.streams import RawStream
+from pycompose.engine.api.streams import (
+    MULTIPLEXED_STREAM,
+    SYSTEM_ERR,
+    RawStream,
+    error_message,
+    frame,
+    json_line,
+)
 from pycompose.engine.errors import EngineError
 
 log = logging.getLogger("pycompose.engine.api")
@@ -232,6 +240,7 @@ class ApiServer:
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._socket_path: Path | None = None
+        self._closing = False
 
     async def start(self, socket_path: Path, mode: int = 0o660) -> None:
         """Listen on ``socket_path`` (which must not exist) with file mode ``mode``."""
@@ -243,6 +252,7 @@ class ApiServer:
 
     async def close(self) -> None:
         """Stop listening, end every open connection (streams included) and remove the socket."""
+        self._closing = True
         if self._server is not None:
             self._server.close()
             self._server = None
@@ -262,6 +272,8 @@ class ApiServer:
         assert task is not None
         self._tasks.add(task)
         try:
+            if self._closing:
+                return  # accepted just before close(): not ours to serve any more
             await self._serve(reader, writer)
         except ProtocolError as err:
             with contextlib.suppress(ConnectionError):
@@ -407,12 +419,15 @@ class ApiServer:
                     continue
                 writer.write(_chunk(chunk, chunked))
                 await writer.drain()
-        except EngineError as err:
-            # The 200 head is gone already; Docker clients read errors from the stream itself.
-            from pycompose.engine.api.streams import error_message, json_line
-
-            writer.write(_chunk(json_line(error_message(str(err))), chunked))
-            await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            raise
+        except Exception as err:
+            if not isinstance(err, EngineError):
+                log.exception("stream of %s failed", type(response.chunks).__name__)
+            tail = _stream_error(response.content_type, err)
+            if tail:
+                writer.write(_chunk(tail, chunked))
+                await writer.drain()
 
     async def _hijack(
         self,
@@ -432,7 +447,23 @@ class ApiServer:
             status = 200
         writer.write(encode_head(status, headers))
         await writer.drain()
-        await response.run(RawStream(reader, writer))
+        try:
+            await response.run(RawStream(reader, writer))
+        except (ConnectionError, asyncio.CancelledError):
+            raise
+        except Exception:
+            # The stream is raw bytes now: no way to tell the client; log and hang up.
+            log.exception("hijacked %s %s failed", head.method, head.target)
+
+
+def _stream_error(content_type: str, err: Exception) -> bytes:
+    """How an error reaches a client once a 200 stream has begun, as Docker does it."""
+    message = str(err) if isinstance(err, EngineError) else f"internal error: {err}"
+    if content_type == JSON_TYPE:
+        return json_line(error_message(message))
+    if content_type == MULTIPLEXED_STREAM:
+        return frame(SYSTEM_ERR, message.encode())
+    return b""
 
 
 def _chunk(data: bytes, chunked: bool) -> bytes:
