@@ -210,6 +210,34 @@ def test_ensure_daemon_autostarts_and_stop_cleans_up() -> None:
         shutil.rmtree(tmp)
 
 
+def test_parallel_autostarts_end_with_one_daemon() -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="pcrace-"))
+    config = EngineConfig.load(root=tmp / "root", runtime_dir=tmp / "run", environ={})
+    code = (
+        "from pycompose.engine.config import EngineConfig\n"
+        "from pycompose.engine.daemon import ensure_daemon\n"
+        f"c = EngineConfig.load(root={str(config.root)!r}, runtime_dir={str(config.runtime_dir)!r},"
+        " environ={})\n"
+        "print(ensure_daemon(c).version()['ApiVersion'])\n"
+    )
+    try:
+        procs = [
+            subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+            for _ in range(4)
+        ]
+        outputs = [p.communicate(timeout=60)[0] for p in procs]
+        assert [p.returncode for p in procs] == [0] * 4
+        assert outputs == ["1.47\n"] * 4
+        log = config.log_path.read_text()
+        assert log.count("engine listening on") == 1, log
+        pid = daemon.read_pid(config)
+        assert pid is not None and daemon.stop(config) == pid
+    finally:
+        if daemon.lock_held(config) and (pid := daemon.read_pid(config)):
+            os.kill(pid, 9)
+        shutil.rmtree(tmp)
+
+
 def test_ensure_daemon_reports_the_log_when_start_fails() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="pcfail-"))
     (tmp / "file").write_text("not a directory")
