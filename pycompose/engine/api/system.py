@@ -48,12 +48,9 @@ _GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386
 
 def engine_version() -> str:
     """pycompose's version, reported as the engine's Version."""
-    from importlib.metadata import PackageNotFoundError, version
+    import pycompose
 
-    try:
-        return version("pycompose")
-    except PackageNotFoundError:
-        return "0.0.0+unknown"
+    return pycompose.__version__
 
 
 def go_arch() -> str:
