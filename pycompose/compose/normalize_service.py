@@ -387,6 +387,8 @@ def _check_deploy_twins(service: dict[str, Any], ctx: ServiceContext) -> None:
     deploy = service.get("deploy")
     if not isinstance(deploy, dict):
         return
+    if isinstance(service.get("scale"), int) and deploy.get("replicas") is None:
+        deploy["replicas"] = service["scale"]  # compose copies scale into an existing deploy
     for key, twin_path in DEPLOY_TWINS.items():
         twin: Any = deploy
         for part in twin_path:
