@@ -10,10 +10,12 @@ checked against the reference binary:
 - ``${VAR:+other}`` / ``${VAR+other}``: ``other`` when set and non-empty / when set, else "".
 - The text after the operator is itself interpolated first, always (so ``${A:-${B:?x}}``
   fails when B is unset even if A is set, as in docker compose).
-- A ``${...}`` ends at the first ``}`` once every nested ``${`` is closed; a bare ``{`` does not
-  nest. ``$$`` is a literal ``$``; a ``$`` not followed by a name, ``{`` or ``$`` stays as is.
-- Anything else after ``${`` (``${A B}``, ``${A:=x}``, ``${1A}``, an unclosed ``${``) is an
-  invalid interpolation format.
+- Where a ``${...}`` ends copies compose's two-step rule: the construct reaches the last ``}``
+  of its line, then is cut at the brace that closes it when every ``{`` counts as an opener
+  (``${U:-{x}y}`` gives ``{x}y``); text after the cut is interpolated and appended.
+- ``$$`` is a literal ``$``; a ``$`` not followed by a name, ``{`` or ``$`` stays as is.
+- Anything else after ``${`` (``${A B}``, ``${A:=x}``, ``${1A}``, ``${A[x]}``, an unclosed
+  ``${``, a default that spans lines) is an invalid interpolation format.
 
 Only values are interpolated, never mapping keys; ``!override`` values are, ``!reset`` has
 nothing to interpolate. Results stay strings: types are converted in normalisation.
@@ -32,7 +34,6 @@ Lookup = Callable[[str], str | None]
 Warn = Callable[[str], None]
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_OPERATORS = (":-", ":?", ":+", "-", "?", "+")
 
 
 class _Context:
@@ -109,22 +110,21 @@ def _expand(text: str, ctx: _Context) -> str:
     """The interpolation scanner: left to right, one ``$`` construct at a time."""
     out: list[str] = []
     pos = 0
-    size = len(text)
     while True:
         dollar = text.find("$", pos)
         if dollar < 0:
             out.append(text[pos:])
             return "".join(out)
         out.append(text[pos:dollar])
-        nxt = text[dollar + 1] if dollar + 1 < size else ""
+        nxt = text[dollar + 1 : dollar + 2]
         if nxt == "$":
             out.append("$")
             pos = dollar + 2
         elif nxt == "{":
-            end = _closing_brace(text, dollar)
+            end = _match_end(text, dollar)
             if end < 0:
                 raise ctx.invalid()
-            out.append(_braced(text[dollar + 2 : end], ctx))
+            out.append(_braced(text[dollar : end + 1], ctx))
             pos = end + 1
         else:
             match = _NAME.match(text, dollar + 1)
@@ -136,41 +136,70 @@ def _expand(text: str, ctx: _Context) -> str:
                 pos = match.end()
 
 
-def _closing_brace(text: str, start: int) -> int:
-    """Index of the ``}`` closing the ``${`` at ``start``; only ``${`` opens a level."""
+def _match_end(text: str, start: int) -> int:
+    """End (the ``}``) of the ``${...}`` at ``start``, or -1 when it is not valid syntax.
+
+    Like compose's pattern: ``${NAME}``, or a name, an operator and then anything up to the
+    *last* ``}`` on the same line (the first closing brace is found afterwards, see
+    :func:`_braced`).
+    """
+    name = _NAME.match(text, start + 2)
+    if name is None:
+        return -1
+    after = name.end()
+    char = text[after : after + 1]
+    if char == "}":
+        return after
+    if char == ":":
+        after += 1
+        char = text[after : after + 1]
+    if not char or char not in "-+?":
+        return -1
+    line_end = text.find("\n", after)
+    return text.rfind("}", after, len(text) if line_end < 0 else line_end)
+
+
+def _first_closing(text: str) -> int:
+    """compose's brace counter: every ``{`` opens a level and hides the character after it."""
     depth = 0
-    index = start
-    size = len(text)
-    while index < size:
+    index = 0
+    while index < len(text):
         char = text[index]
         if char == "}":
             depth -= 1
             if depth == 0:
                 return index
-        elif char == "$" and text.startswith("{", index + 1):
+        if char == "{":
             depth += 1
             index += 1
         index += 1
     return -1
 
 
-def _braced(inner: str, ctx: _Context) -> str:
-    """The inside of ``${...}``: a name, then nothing or an operator and its text."""
-    match = _NAME.match(inner)
-    if match is None:
+def _braced(match: str, ctx: _Context) -> str:
+    """One ``${...}``; text after its first closing brace is interpolated and appended."""
+    closing = _first_closing(match)
+    rest = ""
+    if closing >= 0:
+        match, rest = match[: closing + 1], match[closing + 1 :]
+    inner = match[2:-1]
+    name = _NAME.match(inner)
+    if name is None:  # pragma: no cover - _match_end checked the name
         raise ctx.invalid()
-    name = match.group()
-    rest = inner[match.end() :]
-    if not rest:
+    value = _apply(name.group(), inner[name.end() :], ctx)
+    return value + _expand(rest, ctx) if rest else value
+
+
+def _apply(name: str, modifier: str, ctx: _Context) -> str:
+    """``name`` with its operator and argument (``:-default``...), or a plain lookup."""
+    if not modifier:
         return _get(name, ctx)
-    operator = next((op for op in _OPERATORS if rest.startswith(op)), None)
-    if operator is None:
-        raise ctx.invalid()
-    argument = _expand(rest[len(operator) :], ctx)
+    colon = modifier[0] == ":"
+    symbol = modifier[1] if colon else modifier[0]
+    # The argument is interpolated first, used or not, as docker compose does.
+    argument = _expand(modifier[2 if colon else 1 :], ctx)
     current = ctx.lookup(name)
-    colon = operator[0] == ":"
     missing = current is None or (colon and current == "")
-    symbol = operator[-1]
     if symbol == "-":
         return argument if missing else str(current)
     if symbol == "+":
