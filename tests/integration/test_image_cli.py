@@ -171,7 +171,7 @@ def test_login_push_logout(engine: EngineProcess, registry: fx.RegistryServer,
     pushed = ok(pc(engine, "push", target)).splitlines()
     assert pushed[0] == f"The push refers to repository [{tls_registry.host}/cli/box]"
     assert pushed[-1].startswith("2: digest: sha256:")
-    assert fx.skopeo_inspect(tls_registry, "cli/box:2")["Digest"] in pushed[-1]
+    assert str(fx.skopeo_inspect(tls_registry, "cli/box:2")["Digest"]) in pushed[-1]
     assert ok(pc(engine, "logout", tls_registry.host)).strip() == (
         f"Removing login credentials for {tls_registry.host}")
     assert ok(pc(engine, "logout", tls_registry.host)).strip() == (
