@@ -248,26 +248,51 @@ class HijackedConnection:
 
 class EngineClient:
     """Talks to one engine socket. Every call opens its own connection (cheap on a unix
-    socket), so one client may be shared by threads."""
+    socket), so one client may be shared by threads.
+
+    With ``api_version=None`` the version is negotiated as the docker CLI does: the first
+    ``/_ping`` reads the server's ``Api-Version`` and the lower of it and ours is used, so
+    the same client drives pycompose's engine and older Docker daemons.
+    """
 
     def __init__(
         self,
         socket_path: str,
         *,
         timeout: float | None = 60.0,
-        api_version: str | None = API_VERSION,
+        api_version: str | None = None,
     ) -> None:
         self.socket_path = socket_path
         self.timeout = timeout
         self.api_version = api_version
 
-    def _url(self, path: str, query: Mapping[str, Any] | None) -> str:
-        url = f"/v{self.api_version}{path}" if self.api_version else path
+    def _url(self, path: str, query: Mapping[str, Any] | None, *, versioned: bool = True) -> str:
+        url = f"/v{self.negotiate()}{path}" if versioned else path
         if query:
             items = {k: _query_value(v) for k, v in query.items() if v is not None}
             if items:
                 url += "?" + urlencode(items, doseq=True)
         return quote(url, safe="/:?=&%@+,;~")
+
+    def negotiate(self) -> str:
+        """The API version requests use (pinging the server once if it is not known yet)."""
+        if self.api_version is None:
+            with self.request("GET", "/_ping", versioned=False) as resp:
+                resp.read()
+            if self.api_version is None:  # the server sent no Api-Version: assume ours
+                self.api_version = API_VERSION
+        return self.api_version
+
+    def _learn_version(self, headers: Mapping[str, str]) -> None:
+        server = headers.get("api-version")
+        if self.api_version is not None or not server:
+            return
+        try:
+            theirs = tuple(int(p) for p in server.split("."))
+        except ValueError:
+            return
+        ours = tuple(int(p) for p in API_VERSION.split("."))
+        self.api_version = server if theirs < ours else API_VERSION
 
     def _connect(self, timeout: float | None) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -295,8 +320,15 @@ class EngineClient:
         headers: Mapping[str, str] | None = None,
         timeout: float | None = -1.0,
         upgrade: bool = False,
+        versioned: bool = True,
     ) -> tuple[_Wire, int, dict[str, str]]:
-        """Send a request and read the response head. ``body`` is JSON, ``data`` raw bytes."""
+        """Send a request and read the response head. ``body`` is JSON, ``data`` raw bytes.
+
+        ``timeout`` is the socket timeout in seconds (``None``: wait forever; the default
+        is the client's), ``upgrade`` asks to hijack the connection, and ``versioned=False``
+        leaves out the ``/vX.YY`` prefix.
+        """
+        target = self._url(path, query, versioned=versioned)
         sock = self._connect(self.timeout if timeout == -1.0 else timeout)
         hdrs = {"Host": "docker", "User-Agent": USER_AGENT}
         payload = b""
@@ -312,7 +344,7 @@ class EngineClient:
         else:
             hdrs["Connection"] = "close"
         hdrs.update(headers or {})
-        head = f"{method} {self._url(path, query)} HTTP/1.1\r\n"
+        head = f"{method} {target} HTTP/1.1\r\n"
         head += "".join(f"{k}: {v}\r\n" for k, v in hdrs.items()) + "\r\n"
         wire = _Wire(sock)
         try:
@@ -321,6 +353,7 @@ class EngineClient:
         except BaseException:
             sock.close()
             raise
+        self._learn_version(resp_headers)
         return wire, status, resp_headers
 
     def request(self, method: str, path: str, **kwargs: Any) -> ClientResponse:
@@ -375,15 +408,12 @@ class EngineClient:
         return HijackedConnection(wire.sock, bytes(wire.buf), ctype, tty=not multiplexed)
 
     def ping(self) -> bool:
-        """True if the engine answers ``/_ping`` (without a version prefix, as clients do)."""
-        saved, self.api_version = self.api_version, None
+        """True if the engine answers ``/_ping`` (unversioned, as clients do)."""
         try:
-            with self.request("GET", "/_ping", timeout=2.0) as resp:
+            with self.request("GET", "/_ping", timeout=2.0, versioned=False) as resp:
                 return resp.read() == b"OK"
-        except (EngineUnreachable, OSError, EngineError):
+        except (OSError, EngineError):
             return False
-        finally:
-            self.api_version = saved
 
     def version(self) -> dict[str, Any]:
         """``GET /version``."""

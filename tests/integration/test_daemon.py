@@ -19,7 +19,7 @@ import pytest
 from pycompose.engine import daemon
 from pycompose.engine.client import EngineClient
 from pycompose.engine.config import EngineConfig
-from pycompose.engine.errors import InvalidArgument
+from pycompose.engine.errors import InvalidArgument, NotFound
 from tests.fixtures.engine import (
     EXEC_PROBE_COMPONENT,
     EngineProcess,
@@ -250,6 +250,44 @@ def test_ensure_daemon_reports_the_log_when_start_fails() -> None:
         assert not daemon.lock_held(config)
     finally:
         shutil.rmtree(tmp)
+
+
+DOCKERD = shutil.which("dockerd")
+
+
+@pytest.mark.skipif(DOCKERD is None, reason="Docker's daemon (Debian docker.io) is not installed")
+def test_our_client_drives_a_real_dockerd() -> None:
+    """A real server checks our client: version negotiation down to an older API included."""
+    assert DOCKERD is not None
+    tmp = Path(tempfile.mkdtemp(prefix="pcdkd-"))
+    sock = tmp / "docker.sock"
+    argv = [
+        DOCKERD, "--data-root", str(tmp / "data"), "--exec-root", str(tmp / "exec"),
+        "--pidfile", str(tmp / "pid"), "-H", f"unix://{sock}", "--bridge", "none",
+        "--iptables=false", "--ip6tables=false", "--ip-masq=false",
+    ]  # fmt: skip
+    with open(tmp / "log", "wb") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    try:
+        client = EngineClient(str(sock), timeout=30)
+        deadline = time.monotonic() + 30
+        while not client.ping():
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp / "log").read_text()
+            time.sleep(0.1)
+        version = client.version()
+        assert client.api_version == min(version["ApiVersion"], "1.47", key=_vtuple)
+        assert client.get("/containers/json", {"all": True}) == []
+        assert client.info()["DockerRootDir"] == str(tmp / "data")
+        with pytest.raises(NotFound):
+            client.get("/containers/nonexistent/json")
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        shutil.rmtree(tmp)
+
+
+def _vtuple(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in version.split("."))
 
 
 def _reap(pid: int) -> None:

@@ -35,10 +35,11 @@ from pycompose.engine.errors import Conflict, EngineError, InvalidArgument, NotF
 class ServerThread:
     """A daemon-less API server on its own loop in a thread."""
 
-    def __init__(self, ctx: EngineContext) -> None:
+    def __init__(self, ctx: EngineContext, headers: dict[str, str] | None = None) -> None:
         self.ctx = ctx
         self.loop = asyncio.new_event_loop()
-        self.server = ApiServer(ctx.router, common_headers=ctx.system.common_headers())
+        headers = headers or ctx.system.common_headers()
+        self.server = ApiServer(ctx.router, common_headers=headers)
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
     def call(self, coro: Any) -> Any:
@@ -186,6 +187,36 @@ def test_events_stream_with_filters_and_until(engine: tuple[EngineClient, Server
     assert [(e["Action"], e["Actor"]["Attributes"]["name"]) for e in events] == [("start", "web")]
     with pytest.raises(InvalidArgument, match="invalid time value"):
         client.get("/events", {"since": "yesterday"})
+
+
+def test_version_negotiation(engine: tuple[EngineClient, ServerThread]) -> None:
+    client, _ = engine
+    assert client.api_version is None
+    client.get("/containers/json")
+    assert client.api_version == "1.47"  # learnt from the first answer's Api-Version
+    pinned = EngineClient(client.socket_path, api_version="1.41")
+    assert pinned.negotiate() == "1.41"
+
+
+def test_version_negotiation_with_an_older_server() -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="pcneg-"))
+    config = EngineConfig.load(root=tmp / "root", runtime_dir=tmp / "run", environ={})
+    config.runtime_dir.mkdir(parents=True)
+    ctx = build_context(config)
+    seen: list[str] = []
+
+    async def record(req: Request) -> Response:
+        seen.append(req.api_version)
+        return Response(status=204)
+
+    ctx.router.add("POST", "/record", record)
+    try:
+        with ServerThread(ctx, {"Api-Version": "1.43"}):
+            client = EngineClient(str(config.socket_path))
+            client.call("POST", "/record")
+            assert client.api_version == "1.43" and seen == ["1.43"]
+    finally:
+        shutil.rmtree(tmp)
 
 
 def test_unreachable_socket() -> None:
