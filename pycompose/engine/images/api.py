@@ -70,9 +70,10 @@ def decode_registry_auth(header: str | None) -> Credentials | None:
 
     if header is None or not header.strip():
         return None
-    text = header.strip()
+    # URL-safe base64 as Docker's clients send it; the standard alphabet is read too.
+    text = header.strip().replace("+", "-").replace("/", "_").rstrip("=")
     try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
         doc = json.loads(raw) if raw.strip() else {}
     except (binascii.Error, ValueError) as err:
         raise InvalidArgument(f"invalid X-Registry-Auth header: {err}") from err
