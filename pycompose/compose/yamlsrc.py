@@ -115,6 +115,10 @@ def parse_yaml_documents(text: str | bytes, name: str) -> list[Source]:
         return _Builder(name, parser).documents()
     except yaml.MarkedYAMLError as err:
         raise _syntax_error(err, text, name) from err
+    except yaml.reader.ReaderError as err:
+        line = text.count("\n", 0, err.position) + 1
+        message = f"invalid YAML: character #x{err.character:04x} is not allowed ({err.reason})"
+        raise ComposeError(message, file=name, line=line) from err
     except yaml.YAMLError as err:
         raise ComposeError(f"invalid YAML: {err}", file=name) from err
     finally:

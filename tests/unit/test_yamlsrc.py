@@ -537,7 +537,8 @@ def test_bytes_input() -> None:
 
 def test_control_characters_are_rejected() -> None:
     err = error("a: 1\nb: x\x00y\n")
-    assert "invalid YAML" in err.message
+    assert err.line == 2
+    assert "#x0000 is not allowed" in err.message
 
 
 # --- hostile input --------------------------------------------------------------------
