@@ -336,3 +336,20 @@ def test_push_with_auth_header_and_login_check(engine: EngineProcess,
     with pytest.raises(EngineError) as bad:
         client.post("/auth", body={**creds, "password": "wrong"})
     assert bad.value.status == 401
+
+
+def test_save_abandoned_by_the_client_leaves_nothing_running(registry: fx.RegistryServer) -> None:
+    engine = start_engine(components=())
+    try:
+        client = engine.client()
+        pull(client, f"{registry.host}/busybox")
+        assert client.info()["Images"] == 1
+        for _ in range(2):
+            resp = client.stream("GET", f"/images/{registry.host}/busybox/get")
+            first = resp.read_chunk()
+            assert first
+            resp.close()  # hang up with most of the tarball unsent
+        with pytest.raises(NotFound, match="No such image: busybox-nope:latest"):
+            client.stream("GET", "/images/get", query={"names": ["busybox-nope"]})
+    finally:
+        stop_engine(engine)  # fails if a writer thread kept the daemon from exiting

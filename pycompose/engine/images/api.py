@@ -441,16 +441,18 @@ class ImagesService:
         from pycompose.engine.images.archive import save
 
         records = [self.resolve(n) for n in names]
-        read_fd, write_fd = os.pipe()
-        writer = os.fdopen(write_fd, "wb")
-
-        def produce() -> None:
-            with writer:
-                save(self.images, names, writer)
-
-        task = asyncio.ensure_future(asyncio.to_thread(produce))
 
         async def chunks() -> AsyncIterator[bytes]:
+            # The pipe and the writer thread start with the body, so a response that is
+            # never sent (HEAD, a client gone early) leaves nothing running.
+            read_fd, write_fd = os.pipe()
+            writer = os.fdopen(write_fd, "wb")
+
+            def produce() -> None:
+                with writer:
+                    save(self.images, names, writer)
+
+            task = asyncio.ensure_future(asyncio.to_thread(produce))
             try:
                 while data := await asyncio.to_thread(os.read, read_fd, _BODY_CHUNK):
                     yield data
