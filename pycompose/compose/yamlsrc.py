@@ -336,7 +336,7 @@ class _Builder:
             if kind is scalar_event:
                 tag, text = event.tag, event.value
                 if tag is None:
-                    plain = event.style == ""
+                    plain = not event.style  # "" from libyaml, None from PyYAML's own parser
                     value: Any = resolve_plain(text) if plain else text
                     is_merge = plain and text == "<<"
                 else:
@@ -396,14 +396,14 @@ class _Builder:
             self.anchors.pop(frame.anchor, None)
         return frame
 
-    def tagged(self, tag: str, text: str, style: str, line: int) -> Any:
+    def tagged(self, tag: str, text: str, style: str | None, line: int) -> Any:
         """Value of a scalar with an explicit tag."""
         if tag == "!":
-            return resolve_plain(text) if style == "" else text
+            return resolve_plain(text) if not style else text
         if tag == _RESET:
             return Reset()
         if tag == _OVERRIDE:
-            return Override(resolve_plain(text) if style == "" else text)
+            return Override(resolve_plain(text) if not style else text)
         return _resolve_tagged(tag, text, line, self.name)
 
     def too_many(self, line: int) -> ComposeError:

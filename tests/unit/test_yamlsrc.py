@@ -649,3 +649,28 @@ def test_source_is_frozen() -> None:
     assert isinstance(source, Source)
     with pytest.raises(AttributeError):
         source.name = "x"  # type: ignore[misc]
+
+
+def test_pure_python_parser_gives_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    import yaml
+
+    text = textwrap.dedent(
+        """\
+        x-base: &base {restart: always, labels: {a: "1"}}
+        services:
+          web:
+            <<: *base
+            image: !!str 12
+            ports: [22:22, "80:80", 8080]
+            environment: {DEBUG: on, N: 0o17, F: 1e3, T: true, Q: 'yes', E: }
+            command: !override [a, !foo 1]
+            volumes: !reset []
+        """
+    )
+    fast = parse_yaml(text, "c.yaml")
+    monkeypatch.setattr(yamlsrc, "_Parser", yaml.SafeLoader)
+    slow = parse_yaml(text, "c.yaml")
+    assert slow == fast
+    assert slow.data["services"]["web"]["environment"]["DEBUG"] == "on"
+    with pytest.raises(ComposeError, match="duplicate key"):
+        parse_yaml("a: 1\na: 2\n", "c.yaml")
