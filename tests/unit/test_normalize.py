@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from pycompose.compose.normalize import normalize
+from pycompose.compose.normalize_print import json_view
 
 DATA = Path(__file__).parent / "data" / "normalize"
 CASES = sorted(p.name for p in DATA.iterdir() if (p / "expected.json").exists())
@@ -45,29 +46,9 @@ def _placeholders(value: Any, case_dir: str) -> Any:
     return json.loads(text)
 
 
-def _no_extensions(struct: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in struct.items() if not k.startswith("x-")}
-
-
 def _as_compose_json(project: dict[str, Any]) -> dict[str, Any]:
-    """What compose's JSON printer leaves out (its YAML keeps them): the printer's job.
-
-    That is ``x-*`` keys below the top level (in services, their mounts and ports, and in
-    networks/volumes/secrets/configs) and the top-level ``models``.
-    """
-    out = {k: v for k, v in project.items() if k != "models"}
-    services = {}
-    for name, svc in project["services"].items():
-        svc = _no_extensions(svc)
-        for key in ("volumes", "ports"):
-            if key in svc:
-                svc[key] = [_no_extensions(item) for item in svc[key]]
-        services[name] = svc
-    out["services"] = services
-    for kind in ("networks", "volumes", "secrets", "configs"):
-        if kind in out:
-            out[kind] = {k: _no_extensions(v) for k, v in out[kind].items()}
-    return out
+    """What compose's JSON printer leaves out (nested ``x-*``, top-level ``models``)."""
+    return json_view(project)
 
 
 @pytest.fixture(autouse=True)
