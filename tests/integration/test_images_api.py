@@ -353,3 +353,32 @@ def test_save_abandoned_by_the_client_leaves_nothing_running(registry: fx.Regist
             client.stream("GET", "/images/get", query={"names": ["busybox-nope"]})
     finally:
         stop_engine(engine)  # fails if a writer thread kept the daemon from exiting
+
+
+def test_docker_cli_import_login_push_pull(engine: EngineProcess,
+                                           tls_registry: fx.RegistryServer,
+                                           tmp_path: pathlib.Path) -> None:
+    tarball = tmp_path / "rootfs.tar"
+    tarball.write_bytes(rootfs_tar({"etc/motd": b"hello\n"}))
+    imported = run_docker(engine, "import", "-c", 'CMD ["cat", "/etc/motd"]', str(tarball),
+                          "imp:1")
+    assert imported.returncode == 0, imported.stderr
+    image = imported.stdout.decode().strip()
+    assert image.startswith("sha256:")
+    host = tls_registry.host
+    refused = run_docker(engine, "login", "-u", fx.USERNAME, "--password-stdin", host,
+                         stdin=b"wrong\n")
+    assert refused.returncode == 1 and b"401" in refused.stderr
+    login = run_docker(engine, "login", "-u", fx.USERNAME, "--password-stdin", host,
+                       stdin=fx.PASSWORD.encode() + b"\n")
+    assert login.returncode == 0, login.stderr
+    assert run_docker(engine, "tag", "imp:1", f"{host}/imp:1").returncode == 0
+    pushed = run_docker(engine, "push", f"{host}/imp:1")
+    assert pushed.returncode == 0, pushed.stderr
+    assert f"The push refers to repository [{host}/imp]" in pushed.stdout.decode()
+    assert run_docker(engine, "rmi", "imp:1", f"{host}/imp:1").returncode == 0
+    pulled = run_docker(engine, "pull", f"{host}/imp:1")
+    assert pulled.returncode == 0, pulled.stderr
+    inspect = json.loads(run_docker(engine, "inspect", f"{host}/imp:1").stdout)
+    assert inspect[0]["Id"] == image
+    assert inspect[0]["Config"]["Cmd"] == ["cat", "/etc/motd"]
