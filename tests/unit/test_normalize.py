@@ -100,3 +100,10 @@ def test_models_are_pruned_like_other_resources() -> None:
     assert ours["models"] == {"m1": {"model": "ai/smollm2"}}
     assert ours["x-top"] == {"keep": "me"}
     assert ours["services"]["a"]["x-svc"] == 1
+
+
+def test_env_files_default_to_the_loaders_dotenv_reader() -> None:
+    case_dir = DATA / "deploy_build"
+    raw = {"services": {"b": {"image": "y", "env_file": ["a.env", "b.env"]}}}
+    out = normalize(raw, project_name="pc", project_dir=str(case_dir), environ=ENVIRON)
+    assert out["services"]["b"]["environment"] == {"X": "1", "Y": "2", "W": "q w"}
