@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import termios
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +25,7 @@ from pycompose.engine.api.router import HijackResponse, Request, Response, Strea
 from pycompose.engine.api.server import ApiServer
 from pycompose.engine.api.streams import (
     MULTIPLEXED_STREAM,
+    RAW_STREAM,
     STDERR,
     STDOUT,
     RawStream,
@@ -27,7 +33,12 @@ from pycompose.engine.api.streams import (
     frame,
     json_line,
 )
-from pycompose.engine.client import EngineClient, EngineUnreachable, error_for_status
+from pycompose.engine.client import (
+    EngineClient,
+    EngineUnreachable,
+    error_for_status,
+    passthrough,
+)
 from pycompose.engine.config import EngineConfig
 from pycompose.engine.errors import Conflict, EngineError, InvalidArgument, NotFound
 
@@ -94,6 +105,18 @@ def add_test_routes(ctx: EngineContext) -> None:
         ctx.events.publish("container", req.params["action"], "c1", {"name": "web"})
         return Response(status=204)
 
+    async def tty_attach(req: Request) -> HijackResponse:
+        async def run(stream: RawStream) -> None:
+            await stream.write(b"tty> ")
+            got = b""
+            while b"q" not in got and (data := await stream.read()):
+                got += data
+                await stream.write(data)  # a terminal echoes
+            await stream.write(b"\r\nbye\r\n")
+
+        return HijackResponse(run, content_type=RAW_STREAM)
+
+    ctx.router.add("POST", "/tty/attach", tty_attach)
     ctx.router.add("POST", "/conflict", conflict)
     ctx.router.add("POST", "/images/create", pull)
     ctx.router.add("GET", "/containers/{id}/logs", logs)
@@ -174,6 +197,77 @@ def test_hijack(engine: tuple[EngineClient, ServerThread]) -> None:
         while chunk := conn.recv():
             data += chunk
     assert data == frame(STDOUT, b'{"Detach": false}') + frame(STDERR, b"cba")
+
+
+@contextlib.contextmanager
+def _watchdog(sock: socket.socket, seconds: float = 20) -> Iterator[None]:
+    """Cut the connection if a test's passthrough is still running after ``seconds``."""
+    timer = threading.Timer(seconds, sock.shutdown, (socket.SHUT_RDWR,))
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def _read_all(fd: int) -> bytes:
+    out = b""
+    while chunk := os.read(fd, 65536):
+        out += chunk
+    os.close(fd)
+    return out
+
+
+def test_passthrough_demultiplexes_and_half_closes(
+    engine: tuple[EngineClient, ServerThread],
+) -> None:
+    client, _ = engine
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    os.write(in_w, b"stdin data")
+    os.close(in_w)  # end of input: passthrough must half-close so the server answers
+    with client.hijack("/containers/c1/attach", body={}) as conn, _watchdog(conn.sock):
+        passthrough(conn, stdin_fd=in_r, stdout_fd=out_w, stderr_fd=err_w)
+    for fd in (in_r, out_w, err_w):
+        os.close(fd)
+    assert _read_all(out_r) == b"{}"
+    assert _read_all(err_r) == b"atad nidts"
+
+
+def test_passthrough_tty_raw_mode_and_resize(engine: tuple[EngineClient, ServerThread]) -> None:
+    client, _ = engine
+    master, slave = os.openpty()
+    out_r, out_w = os.pipe()
+    sizes: list[tuple[int, int]] = []
+    try:
+        before = termios.tcgetattr(slave)
+
+        def type_keys() -> None:
+            # Type only once passthrough made the terminal raw: in cooked mode Ctrl-C would
+            # be turned into SIGINT by the line discipline instead of reaching the container.
+            for _ in range(500):
+                if not termios.tcgetattr(slave)[3] & termios.ICANON:
+                    break
+                time.sleep(0.01)
+            os.write(master, b"ab\x03q")
+
+        typist = threading.Thread(target=type_keys)
+        typist.start()
+        with client.hijack("/tty/attach", tty=True) as conn, _watchdog(conn.sock):
+            assert conn.tty
+            passthrough(
+                conn, stdin_fd=slave, stdout_fd=out_w, stderr_fd=out_w,
+                on_resize=lambda rows, cols: sizes.append((rows, cols)),
+            )  # fmt: skip
+        typist.join()
+        assert termios.tcgetattr(slave) == before  # terminal mode restored
+        os.close(out_w)
+        assert _read_all(out_r) == b"tty> ab\x03q\r\nbye\r\n"
+        assert len(sizes) == 1
+    finally:
+        os.close(master)
+        os.close(slave)
 
 
 def test_events_stream_with_filters_and_until(engine: tuple[EngineClient, ServerThread]) -> None:
