@@ -235,6 +235,7 @@ def _spawn(config: EngineConfig) -> int:
     child still running when the CLI exits, which is exactly what a daemon does.
     """
     config.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
+    _rotate(config.log_path)
     argv = [sys.executable, "-m", "pycompose.cli.main", "engine", "serve", *config.serve_args()]
     log_fd = os.open(config.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
     try:
@@ -251,6 +252,16 @@ def _spawn(config: EngineConfig) -> int:
         )
     finally:
         os.close(log_fd)
+
+
+LOG_ROTATE_SIZE = 10 * 1024 * 1024
+
+
+def _rotate(path: Path) -> None:
+    """Keep one previous log: a daemon started many times must not grow its log forever."""
+    with contextlib.suppress(FileNotFoundError):
+        if path.stat().st_size > LOG_ROTATE_SIZE:
+            os.replace(path, path.with_name(path.name + ".1"))
 
 
 def _exited(pid: int) -> bool:

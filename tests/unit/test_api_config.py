@@ -156,3 +156,14 @@ def test_log_tail(config: EngineConfig) -> None:
     config.runtime_dir.mkdir(parents=True)
     config.log_path.write_text("".join(f"line {i}\n" for i in range(40)))
     assert daemon.log_tail(config.log_path, 3) == "line 37\nline 38\nline 39"
+
+
+def test_log_rotation_keeps_one_old_log(config: EngineConfig) -> None:
+    config.runtime_dir.mkdir(parents=True)
+    config.log_path.write_bytes(b"x" * (daemon.LOG_ROTATE_SIZE + 1))
+    daemon._rotate(config.log_path)
+    assert not config.log_path.exists()
+    assert config.log_path.with_name("engine.log.1").stat().st_size == daemon.LOG_ROTATE_SIZE + 1
+    config.log_path.write_text("small")
+    daemon._rotate(config.log_path)
+    assert config.log_path.read_text() == "small"
