@@ -133,7 +133,8 @@ def check_network_mode(project: Project) -> Iterator[ComposeError]:
 
 def check_images(project: Project) -> Iterator[ComposeError]:
     for name, service in _services(project).items():
-        if not service.get("image") and not service.get("build"):
+        # A provider service (compose's `provider:`) is run by a plugin, not from an image.
+        if not service.get("image") and not service.get("build") and not service.get("provider"):
             yield ComposeError(
                 f'service "{name}" has neither an image nor a build context specified',
                 path=("services", name),

@@ -81,11 +81,21 @@ def _volume_key(entry: Any) -> str:
     """A service volume is identified by its target inside the container."""
     if isinstance(entry, dict):
         return str(entry.get("target"))
+    from pycompose.compose.paths import VolumeSpecError, parse_volume_spec
+
+    try:
+        # The same parser as normalisation, so Windows drives (`C:\\x:/y`) split alike.
+        return str(parse_volume_spec(str(entry)).get("target"))
+    except VolumeSpecError:
+        return str(entry)
+
+
+def _device_key(entry: Any) -> str:
+    """A device is identified by its path inside the container."""
+    if isinstance(entry, dict):
+        return str(entry.get("target"))
     parts = str(entry).split(":")
     return parts[0] if len(parts) == 1 else parts[1]
-
-
-_device_key = _volume_key
 
 
 def _mount_key(default_dir: str) -> KeyFn:

@@ -36,7 +36,7 @@ def thaw(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class Port:
-    target: int
+    target: int | None
     published: str | None
     host_ip: str | None
     protocol: str
@@ -111,7 +111,7 @@ class Project:
 def _port(data: Mapping[str, Any]) -> Port:
     published = data.get("published")
     return Port(
-        target=int(data["target"]),
+        target=int(data["target"]) if data.get("target") is not None else None,
         published=None if published is None else str(published),
         host_ip=data.get("host_ip"),
         protocol=str(data.get("protocol") or "tcp"),
