@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -69,6 +70,12 @@ _INT_RE = re.compile(r"[-+]?(?:0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|0[0-7]*|
 _FLOAT_RE = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?")
 _DOT_FLOAT_RE = re.compile(r"\.[0-9]+(?:[eE][-+]?[0-9]+)?")
 _INT_MIN, _UINT_MAX = -(2**63), 2**64 - 1
+# go-yaml's timestamp layouts; docker compose rejects such values as mapping keys.
+_TIMESTAMP_RE = re.compile(
+    r"(\d{4})-(\d{1,2})-(\d{1,2})"
+    r"(?:[Tt]\d{1,2}:\d{1,2}:\d{1,2}(?:\.\d+)?(?:Z|[-+]\d{2}:\d{2})"
+    r"| \d{1,2}:\d{1,2}:\d{1,2}(?:\.\d+)?)?"
+)
 
 
 @dataclass(frozen=True)
@@ -222,6 +229,21 @@ def _binary(value: str, line: int, name: str) -> str:
         raise ComposeError(f"invalid !!binary value: {err}", file=name, line=line) from err
 
 
+def _is_timestamp(text: str) -> bool:
+    """Whether go-yaml would read this plain scalar as a time (a real calendar date)."""
+    if len(text) < 8 or text[4:5] != "-" or not text[:4].isdigit():
+        return False
+    match = _TIMESTAMP_RE.fullmatch(text)
+    if match is None:
+        return False
+    year, month, day = (int(part) for part in match.groups())
+    try:
+        datetime.date(year, month, day)
+    except ValueError:
+        return False
+    return True
+
+
 def _copy(value: Any) -> Any:
     """Deep copy of built data (dicts, lists and Override hold the only mutable parts)."""
     kind = type(value)
@@ -364,6 +386,10 @@ class _Builder:
             if top.is_list:
                 top.value.append(value)
             elif top.key is None:
+                if type(value) is str and _is_timestamp(value) and not event.style:
+                    raise self.error(
+                        f"mapping key {value} is a timestamp, not a string", line, top.path
+                    )
                 self.set_key(top, value, line, is_merge)
             elif top.merging:
                 top.merge, top.merging, top.key = value, False, None

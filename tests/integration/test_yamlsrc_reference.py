@@ -133,6 +133,7 @@ BAD_DOCUMENTS = [
     SERVICE + "x-a: {1: a}\n",
     SERVICE + "x-a: {true: a}\n",
     SERVICE + "x-a: {[1]: a}\n",
+    SERVICE + "x-a: {2001-12-14: a}\n",
     SERVICE + "x-a: *nope\n",
     SERVICE + "x-a: {<<: 5}\n",
     SERVICE + "x-a: !!int abc\n",
@@ -146,6 +147,13 @@ def test_both_reject(tmp_path: Path, text: str) -> None:
     assert code != 0, theirs
     with pytest.raises(ComposeError):
         parse_yaml_documents(text, "compose.yaml")
+
+
+def test_both_accept_date_like_keys(tmp_path: Path) -> None:
+    text = SERVICE + "x-a: {2001-13-14: a, 2001-02-30: b, '2001-12-14': c}\n"
+    code, theirs = run_reference(tmp_path, text)
+    assert code == 0, theirs
+    assert same(parse_yaml_documents(text, "compose.yaml")[0].data["x-a"], theirs["x-a"])
 
 
 def test_both_accept_several_documents(tmp_path: Path) -> None:

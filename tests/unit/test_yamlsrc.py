@@ -522,6 +522,28 @@ def test_collection_keys(text: str) -> None:
     assert err.path == ("x",)
 
 
+@pytest.mark.parametrize(
+    "key",
+    [
+        "2001-12-14",
+        "2001-1-2",
+        "2001-12-14t21:59:43.10-05:00",
+        "2001-12-14 21:59:43.10",
+        "2001-12-14T21:59:43Z",
+    ],
+)
+def test_timestamp_keys_are_not_strings(key: str) -> None:
+    # reference: "non-string key in x-a: time.Date(2001, ...)"
+    err = error(f"x-a:\n  {key}: a\n")
+    assert err.message == f"mapping key {key} is a timestamp, not a string"
+    assert err.path == ("x-a",)
+
+
+@pytest.mark.parametrize("key", ["2001-13-14", "2001-02-30", "2001-12-14x", "'2001-12-14'"])
+def test_keys_that_only_look_like_dates_are_strings(key: str) -> None:
+    assert load(f"x-a:\n  {key}: a\n")["x-a"] == {key.strip("'"): "a"}
+
+
 def test_quoted_number_key_is_a_string() -> None:
     assert load('x:\n  "1": a\n') == {"x": {"1": "a"}}
 
