@@ -254,6 +254,19 @@ def _spawn(config: EngineConfig) -> int:
         os.close(log_fd)
 
 
+def _end_loser(config: EngineConfig, pid: int) -> None:
+    """Another CLI's daemon answered first: stop ours if it is not the one that won.
+
+    A child still importing would otherwise find the lock free later (say after an
+    ``engine stop``) and become a daemon nobody asked for.
+    """
+    if _exited(pid) or read_pid(config) == pid:
+        return
+    _signal(pid, signal.SIGTERM)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
 LOG_ROTATE_SIZE = 10 * 1024 * 1024
 
 
@@ -280,6 +293,8 @@ def _wait_until_answering(
     delay = 0.005
     while time.monotonic() < deadline:
         if client.ping():
+            if pid is not None:
+                _end_loser(config, pid)
             return
         if pid is not None and _exited(pid):
             if not lock_held(config):

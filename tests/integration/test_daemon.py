@@ -232,6 +232,10 @@ def test_parallel_autostarts_end_with_one_daemon() -> None:
         assert log.count("engine listening on") == 1, log
         pid = daemon.read_pid(config)
         assert pid is not None and daemon.stop(config) == pid
+        # No daemon spawned by a losing CLI may still be starting and take over afterwards.
+        time.sleep(1.5)
+        assert not daemon.lock_held(config)
+        assert config.log_path.read_text().count("engine listening on") == 1
     finally:
         if daemon.lock_held(config) and (pid := daemon.read_pid(config)):
             os.kill(pid, 9)
