@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -167,3 +168,22 @@ def test_log_rotation_keeps_one_old_log(config: EngineConfig) -> None:
     config.log_path.write_text("small")
     daemon._rotate(config.log_path)
     assert config.log_path.read_text() == "small"
+
+
+def test_a_losing_autostart_child_is_stopped_but_a_winner_kept(config: EngineConfig) -> None:
+    config.runtime_dir.mkdir(parents=True)
+    sleep = shutil.which("sleep") or "/bin/sleep"
+    loser = os.posix_spawn(sleep, [sleep, "30"], os.environ)
+    winner = os.posix_spawn(sleep, [sleep, "30"], os.environ)
+    try:
+        config.pid_path.write_text(f"{winner}\n")  # another daemon won and answers
+        daemon._end_loser(config, loser)
+        with pytest.raises(ChildProcessError):
+            os.waitpid(loser, os.WNOHANG)  # killed and reaped
+        daemon._end_loser(config, winner)
+        assert os.waitpid(winner, os.WNOHANG) == (0, 0)  # still running
+    finally:
+        for pid in (loser, winner):
+            with contextlib.suppress(ProcessLookupError, ChildProcessError):
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
