@@ -111,9 +111,17 @@ class _Context:
 
 
 def _parse(path: str, ctx: _Context) -> yamlsrc.Source:
-    source = yamlsrc.parse_yaml(_read_text(path), _display_name(path))
-    ctx.sources.append(source)
-    return source
+    """One file as one source; several ``---`` documents merge in order, as in compose."""
+    documents = yamlsrc.parse_yaml_documents(_read_text(path), _display_name(path))
+    ctx.sources.extend(documents)
+    if len(documents) == 1:
+        return documents[0]
+    data: dict[str, Any] = {}
+    lines: dict[Path, int] = {}
+    for document in documents:
+        data = merge.merge(data, document.data, file=document.name)
+        lines.update(document.lines)
+    return yamlsrc.Source(documents[0].name, data, lines)
 
 
 def _load_file(
@@ -221,18 +229,35 @@ def load(
     project_dir = found.project_directory
 
     # The name comes first: files may interpolate ${COMPOSE_PROJECT_NAME}.
-    pre_sources = [yamlsrc.parse_yaml(_read_text(f), _display_name(f)) for f in found.files]
-    declared = _declared_name(pre_sources, ctx.environment) if options.interpolate else None
+    # Each document of each file is parsed once (stdin can only be read once anyway) and
+    # handled like a separate -f file, as docker compose does with `---` documents.
+    pre_sources = [
+        (path, document)
+        for path in found.files
+        for document in yamlsrc.parse_yaml_documents(_read_text(path), _display_name(path))
+    ]
+    declared = (
+        _declared_name([doc for _, doc in pre_sources], ctx.environment)
+        if options.interpolate
+        else None
+    )
     name = discovery.project_name(found, declared)
     ctx.environment.setdefault("COMPOSE_PROJECT_NAME", name)
 
     merged: dict[str, Any] = {}
-    for path, pre in zip(found.files, pre_sources, strict=True):
-        # Each file is parsed once (stdin can only be read once anyway).
+    for path, pre in pre_sources:
         data = _load_file(path, project_dir, ctx, ctx.environment, parsed=pre)
         merged = merge.merge(merged, data, file=_display_name(path))
     merged = merge.strip_tags(merged)
     merged["name"] = name
+    if len(pre_sources) > 1:
+        # Files valid on their own can combine into an invalid whole (compose checks this too).
+        from pycompose.compose import validate
+
+        try:
+            validate.validate(merged, file="", lines={})
+        except ComposeError as err:
+            raise _located(err, tuple(ctx.sources)) from None
 
     sources = tuple(ctx.sources)
     try:
