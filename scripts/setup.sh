@@ -33,5 +33,6 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e '.[test]'
+# compat mode: a plain .pth entry, no import-hook finder to pay for at every CLI start
+.venv/bin/python -m pip install -q -e '.[test]' --config-settings editable_mode=compat
 echo "setup: ready ($(.venv/bin/python --version), $(.venv/bin/pycompose --version))"

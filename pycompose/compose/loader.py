@@ -17,12 +17,14 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pycompose.compose import checks, discovery, dotenv, interpolate, merge, yamlsrc
 from pycompose.compose.errors import ComposeError, ComposeErrors, Path
-from pycompose.compose.model import Project, build_project
 from pycompose.compose.tags import Override, Reset
+
+if TYPE_CHECKING:
+    from pycompose.compose.model import Project
 
 MAX_FILE_SIZE = 16 * 1024 * 1024
 
@@ -54,6 +56,8 @@ class LoadedProject:
 
     def model(self) -> Project:
         """The frozen typed model of the canonical project."""
+        from pycompose.compose.model import build_project
+
         return build_project(self.data, self.project_dir)
 
 
