@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import signal
 import struct
@@ -247,6 +248,48 @@ def test_memory_limit_is_visible_inside(engine: Engine) -> None:
     status, records = run(lambda: engine.run(
         ("cat", path), limits=cgroups.ResourceLimits(memory=limit)))
     assert status.code == 0 and _output(records).strip() == str(limit).encode()
+
+
+def test_ulimits_above_the_host_are_clamped_and_the_container_runs(engine: Engine) -> None:
+    warnings: list[str] = []
+    cid = "tulimits"
+    params = engine.params(cid, ("sh", "-c", "ulimit -n; ulimit -Hu"),
+                           ulimits=(spec.Ulimit("nofile", 512, 512),
+                                    spec.Ulimit("nproc", 2**40, 2**40)))  # fmt: skip
+    config = spec.build_spec(params, warnings)
+    assert len(warnings) == 1 and "nproc" in warnings[0]
+    cdir = engine.base / "containers" / cid
+    cdir.mkdir(parents=True)
+    (cdir / "config.json").write_text(json.dumps(config))
+    engine.started.append((cid, cdir))
+
+    async def scenario() -> tuple[monitor.ExitStatus, list[logs.LogRecord]]:
+        await monitor.start_container(engine.monitor_config(cid, cdir))
+        return await monitor.wait_exit(cdir, 30), await _collect(cdir)
+
+    status, records = run(scenario)
+    assert status.code == 0
+    nofile, nproc = _output(records).decode().split()
+    host_hard = resource.getrlimit(resource.RLIMIT_NPROC)[1]
+    assert nofile == "512"
+    assert nproc == ("unlimited" if host_hard == resource.RLIM_INFINITY else str(host_hard))
+
+
+def test_init_and_etc_files(engine: Engine, tmp_path: Path) -> None:
+    from pycompose.engine.runtime.etcfiles import EtcParams, write_etc_files
+
+    etc = tmp_path / "etc-files"
+    etc.mkdir()
+    files = write_etc_files(etc, EtcParams(hostname="web", addresses=("10.1.2.3",),
+                                           dns=("192.0.2.53",)))  # fmt: skip
+    mounts = tuple(spec.MountSpec("bind", target, str(src)) for target, src in files.items())
+    script = "cat /proc/1/cmdline | tr '\\0' ' '; echo; hostname; cat /etc/hosts /etc/resolv.conf"
+    status, records = run(lambda: engine.run(("sh", "-c", script), init=True, mounts=mounts,
+                                             hostname="web"))  # fmt: skip
+    assert status.code == 0
+    out = _output(records).decode()
+    assert out.startswith("/sbin/docker-init -- sh -c")
+    assert "\nweb\n" in out and "10.1.2.3\tweb" in out and "nameserver 192.0.2.53" in out
 
 
 def test_oom_kill_is_recorded(engine: Engine) -> None:

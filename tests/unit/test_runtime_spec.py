@@ -258,3 +258,12 @@ def test_exec_process_inherits_and_overrides(rootfs: Path) -> None:
     assert p["capabilities"] == s["process"]["capabilities"] and "oomScoreAdj" not in p
     with pytest.raises(InvalidArgument, match="exec needs a command"):
         spec.exec_process(s, rootfs, ())
+
+
+def test_apparmor_detection(tmp_path: Path) -> None:
+    flag = tmp_path / "enabled"
+    assert spec.apparmor_enabled(flag) is False
+    flag.write_text("Y\n")
+    assert spec.apparmor_enabled(flag) is True
+    flag.write_text("N\n")
+    assert spec.apparmor_enabled(flag) is False

@@ -563,6 +563,14 @@ def _user_mount(m: MountSpec) -> dict[str, Any]:
     return _m(m.target, "bind", m.source, opts)
 
 
+def apparmor_enabled(path: Path = Path("/sys/module/apparmor/parameters/enabled")) -> bool:
+    """Whether the kernel has AppArmor enabled (for ``apparmor_available``)."""
+    try:
+        return path.read_text().strip() == "Y"
+    except OSError:
+        return False
+
+
 def find_init() -> str:
     """The init for ``--init``: a static tini (it must run in any image), else tini."""
     for name in ("tini-static", "catatonit", "tini"):
