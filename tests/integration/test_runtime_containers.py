@@ -412,7 +412,7 @@ def test_tty_container_and_attach_stdin(engine: Engine) -> None:
         _, cdir, running = await engine.start(
             ("sh", "-c", script), tty=True, mon={"tty": True, "open_stdin": True}
         )
-        async with await anyio.connect_unix(running.attach) as conn:
+        async with await anyio.connect_unix(monitor.attach_address(running)) as conn:
             await monitor.send_attach_frame(conn, monitor.FRAME_STDIN, b"hello\n")
             data = b""
             with anyio.fail_after(10):

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
@@ -131,3 +132,9 @@ def test_stop_escalates_to_sigkill(tmp_path: Path) -> None:
 
 def test_resize_payload() -> None:
     assert monitor.resize_payload(24, 80) == b"\x00\x18\x00\x50"
+
+
+def test_attach_address() -> None:
+    running = monitor.Running("c", 1, 2, 3, 4, Path("/x"), "@pycompose-attach-ab")
+    assert monitor.attach_address(running) == "\0pycompose-attach-ab"
+    assert monitor.attach_address(replace(running, attach="/x/attach.sock")) == "/x/attach.sock"

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pycompose.engine.errors import NotFound
+from pycompose.engine.errors import Conflict, NotFound
 from pycompose.engine.runtime.cgroups import CgroupMode, read_oom_kills
 from pycompose.engine.runtime.execproc import ExecProcess, exec_process, run_exec
 from pycompose.engine.runtime.logs import LogConfig, LogRecord, LogWriter, read_logs
@@ -57,6 +57,7 @@ from pycompose.engine.runtime.oci import OciError, OciRuntime, last_message
 
 __all__ = [
     "ExecProcess", "ExitStatus", "LogConfig", "LogRecord", "MonitorConfig", "Running", "adopt",
+    "attach_address",
     "exec_process", "read_exit", "read_logs", "run_exec", "start_container", "stop_container",
     "wait_exit", "wait_monitor_gone",
 ]  # fmt: skip
@@ -286,14 +287,14 @@ async def stop_container(
 
     if not isinstance(adopt(state_dir), Running):
         return await wait_exit(state_dir)
-    with contextlib.suppress(NotFound):  # NotFound: it exited meanwhile
+    with contextlib.suppress(NotFound, Conflict):  # it exited meanwhile
         await runtime.kill(container_id, sig)
     try:
         return await wait_exit(state_dir, timeout)
     except TimeoutError:
         pass
     with anyio.CancelScope(shield=True):
-        with contextlib.suppress(NotFound):
+        with contextlib.suppress(NotFound, Conflict):
             await runtime.kill(container_id, signal.SIGKILL)
         status = await wait_exit(state_dir)
     return status
@@ -302,6 +303,11 @@ async def stop_container(
 async def send_attach_frame(sock: Any, kind: int, payload: bytes = b"") -> None:
     """Send one client frame (stdin data, close stdin, resize) on an attach connection."""
     await sock.send(struct.pack(">BxxxI", kind, len(payload)) + payload)
+
+
+def attach_address(running: Running) -> str:
+    """The address to ``connect()`` to for ``running.attach`` (``@name`` is abstract)."""
+    return "\0" + running.attach[1:] if running.attach.startswith("@") else running.attach
 
 
 def resize_payload(rows: int, cols: int) -> bytes:
