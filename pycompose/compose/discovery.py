@@ -150,6 +150,8 @@ def discover(options: ProjectOptions, read_env_file: ReadEnvFile) -> Discovery:
     """
     cwd = os.path.abspath(options.workdir or os.getcwd())
     environ = dict(os.environ if options.environ is None else options.environ)
+    # docker compose puts the working directory in PWD when the caller's shell did not.
+    environ.setdefault("PWD", cwd)
     base = _abs(options.project_directory, cwd) if options.project_directory else cwd
 
     # First pass: env files from the working (or given project) directory may set COMPOSE_*.
