@@ -133,6 +133,7 @@ def test_privileged(rootfs: Path) -> None:
     assert s["linux"]["resources"]["devices"] == [{"allow": True, "access": "rwm"}]
     assert [d["path"] for d in s["linux"]["devices"]] == ["/dev/null"]
     assert "rw" in mount(s, "/sys/fs/cgroup")["options"]
+    assert "ro" not in mount(s, "/sys")["options"]
 
 
 def test_device_mapping_and_cgroup_rule(rootfs: Path) -> None:

@@ -501,13 +501,14 @@ def _mounts(p: ContainerSpecParams) -> list[dict[str, Any]]:
     shm = p.shm_size or DEFAULT_SHM_SIZE
     if shm < 0:
         raise InvalidArgument(f"invalid ShmSize {p.shm_size}")
+    ro = [] if p.privileged else ["ro"]  # Docker gives privileged containers a writable /sys
     cgroup_opts = ["nosuid", "noexec", "nodev", "relatime", "rw" if p.privileged else "ro"]
     std: list[dict[str, Any]] = [
         _m("/proc", "proc", "proc", ["nosuid", "noexec", "nodev"]),
         _m("/dev", "tmpfs", "tmpfs", ["nosuid", "strictatime", "mode=755", "size=65536k"]),
         _m("/dev/pts", "devpts", "devpts",
            ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]),
-        _m("/sys", "sysfs", "sysfs", ["nosuid", "noexec", "nodev", "ro"]),
+        _m("/sys", "sysfs", "sysfs", ["nosuid", "noexec", "nodev", *ro]),
         _m("/sys/fs/cgroup", "cgroup", "cgroup", cgroup_opts),
     ]  # fmt: skip
     if p.network == "host" and not p.privileged:
