@@ -218,6 +218,14 @@ def test_default_hardening_is_in_force(engine: Engine) -> None:
     assert out.splitlines()[2].strip() == "0"  # /proc/kcore is masked
 
 
+def test_privileged_can_mount_and_default_cannot(engine: Engine) -> None:
+    script = "mkdir -p /tmp/m && mount -t tmpfs none /tmp/m && echo mounted"
+    status, records = run(lambda: engine.run(("sh", "-c", script), privileged=True))
+    assert status.code == 0 and _output(records) == b"mounted\n"
+    status, records = run(lambda: engine.run(("sh", "-c", script)))
+    assert status.code != 0 and _output(records) == b""
+
+
 def test_pids_limit_stops_a_fork_bomb(engine: Engine) -> None:
     # busybox sh refuses ':' as a function name, so the classic bomb is spelled with 'f'.
     # PID 1 starts its sleep before the bomb, so it does not die of a failed fork itself.

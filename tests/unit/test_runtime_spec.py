@@ -268,3 +268,10 @@ def test_apparmor_detection(tmp_path: Path) -> None:
     assert spec.apparmor_enabled(flag) is True
     flag.write_text("N\n")
     assert spec.apparmor_enabled(flag) is False
+
+
+def test_host_caps_follow_the_bounding_set() -> None:
+    without_sys_resource = "CapBnd:\t000001fffeffffff\n"
+    caps = spec.host_caps(without_sys_resource)
+    assert "CAP_SYS_RESOURCE" not in caps and "CAP_SYS_ADMIN" in caps
+    assert spec.host_caps("CapBnd:\t0000000000000001\n") == ("CAP_CHOWN",)

@@ -183,13 +183,26 @@ def normalize_cap(name: str) -> str:
     return cap
 
 
-def host_caps() -> tuple[str, ...]:
-    """The capabilities the running kernel knows (runc refuses the others)."""
+def host_caps(status: str | None = None) -> tuple[str, ...]:
+    """The capabilities the engine can grant: known to the kernel and in our bounding set.
+
+    On hosts that run us without some capability (here CAP_SYS_RESOURCE is missing from the
+    bounding set) runc cannot give it to a container, so privileged gets the rest.
+    """
     try:
         last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
     except (OSError, ValueError):
         last = len(ALL_CAPS) - 1
-    return ALL_CAPS[: last + 1]
+    if status is None:
+        try:
+            status = Path("/proc/self/status").read_text()
+        except OSError:
+            status = ""
+    bounding = (1 << (last + 1)) - 1
+    for line in status.splitlines():
+        if line.startswith("CapBnd:"):
+            bounding = int(line.split()[1], 16)
+    return tuple(c for i, c in enumerate(ALL_CAPS[: last + 1]) if bounding >> i & 1)
 
 
 def capabilities(
@@ -203,13 +216,15 @@ def capabilities(
     drops = [normalize_cap(c) for c in cap_drop]
     for cap in adds:
         if cap != "ALL" and cap not in known:
-            raise InvalidArgument(f"CapAdd {cap}: the kernel does not know this capability")
+            raise InvalidArgument(
+                f"CapAdd {cap} cannot be honoured: the engine itself does not hold this capability"
+            )
     if "ALL" in adds:
         base = list(known)
     elif "ALL" in drops:
         base = []
     else:
-        base = list(DEFAULT_CAPS)
+        base = [c for c in DEFAULT_CAPS if c in known]
     base = [c for c in base if c not in drops or c in adds]
     base += [c for c in adds if c != "ALL" and c not in base]
     return base
