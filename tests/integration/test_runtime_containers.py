@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import anyio
 import pytest
 
-from pycompose.engine.errors import InvalidArgument
+from pycompose.engine.errors import InvalidArgument, NotFound
 from pycompose.engine.runtime import cgroups, logs, monitor, oci, spec
 from pycompose.engine.runtime.execproc import exec_process, run_exec
 
@@ -410,6 +410,29 @@ def test_exec_with_and_without_tty(engine: Engine) -> None:
             assert b"30 100" in seen
             assert await ex.wait() == 5
         await monitor.stop_container(engine.runtime, cid, cdir, signal.SIGKILL, 5)
+
+    run(scenario)
+
+
+def test_runtime_verbs_on_a_running_container(engine: Engine) -> None:
+    async def scenario() -> None:
+        cid, cdir, running = await engine.start(("sleep", "300"))
+        rt = engine.runtime
+        assert (await rt.state(cid)).status == "running"
+        assert running.pid in await rt.ps(cid)
+        await rt.pause(cid)
+        assert (await rt.state(cid)).status == "paused"
+        await rt.resume(cid)
+        assert cid in [s.id for s in await rt.list()]
+        config = json.loads((cdir / "config.json").read_text())
+        proc_file = cdir / "health.json"
+        proc_file.write_text(json.dumps(spec.exec_process(config, engine.rootfs, ("echo", "ok"))))
+        assert await rt.exec(cid, proc_file) == oci.ExecResult(0, b"ok\n", b"")
+        status = await monitor.stop_container(rt, cid, cdir, signal.SIGKILL, 5)
+        assert status.code == 137
+        await monitor.wait_monitor_gone(cdir)
+        with pytest.raises(NotFound):
+            await rt.state(cid)
 
     run(scenario)
 

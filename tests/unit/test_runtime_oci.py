@@ -136,3 +136,9 @@ def test_fake_runtime_state_machine(tmp_path: Path) -> None:
     anyio.run(scenario)
     assert [c[0] for c in rt.calls][:3] == ["create", "create", "delete"]
     assert ("kill", "a", str(int(signal.SIGTERM))) in rt.calls
+
+
+def test_runtime_for_probed_info(tmp_path: Path) -> None:
+    info = oci.RuntimeInfo("runc", "/usr/sbin/runc", "runc version 1")
+    rt = oci.runtime_for(info, tmp_path)
+    assert rt.argv("list") == ["/usr/sbin/runc", "--root", str(tmp_path / "runc"), "list"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -275,3 +276,9 @@ def test_host_caps_follow_the_bounding_set() -> None:
     caps = spec.host_caps(without_sys_resource)
     assert "CAP_SYS_RESOURCE" not in caps and "CAP_SYS_ADMIN" in caps
     assert spec.host_caps("CapBnd:\t0000000000000001\n") == ("CAP_CHOWN",)
+
+
+def test_write_spec(tmp_path: Path, rootfs: Path) -> None:
+    config = build(rootfs)
+    path = spec.write_spec(tmp_path / "bundle", config)
+    assert path.name == "config.json" and json.loads(path.read_text()) == config

@@ -198,6 +198,11 @@ class RuncRuntime:
         return [_parse_state(s) for s in json.loads(result.stdout or b"[]") or []]
 
 
+def runtime_for(info: RuntimeInfo, runtime_dir: Path) -> RuncRuntime:
+    """The runtime the probe chose, with its state under ``<runtime_dir>/<name>``."""
+    return RuncRuntime(info.path, runtime_dir / info.name, info.name)
+
+
 def _parse_state(data: dict[str, Any]) -> ContainerState:
     return ContainerState(
         id=str(data.get("id", "")),

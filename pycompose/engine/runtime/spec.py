@@ -119,6 +119,10 @@ class Ulimit:
 class ContainerSpecParams:
     """Everything a Docker create request can set that ends up in the OCI spec.
 
+    ``host`` is the probed cgroup layout (``cgroups.probe_host()``, probed once per daemon).
+    Keeping stdin open is the monitor's business (``MonitorConfig.open_stdin``); only
+    ``tty`` shows in the spec.
+
     Namespace modes (``network``, ``pid``, ``ipc``, ``uts``): ``""`` for a new private
     namespace, ``"host"`` to share the host's, or an absolute path of a namespace file to join
     (the daemon turns ``container:<id>`` into ``/proc/<pid>/ns/<kind>``). ``ipc`` may also be
@@ -321,6 +325,18 @@ def build_spec(params: ContainerSpecParams, warnings: list[str] | None = None) -
     if p.uts != "host" and p.hostname:
         spec["hostname"] = p.hostname
     return spec
+
+
+def write_spec(bundle: Path, config: Mapping[str, Any]) -> Path:
+    """Write ``config.json`` into ``bundle`` atomically; return its path."""
+    import json
+
+    bundle.mkdir(parents=True, exist_ok=True)
+    path = bundle / "config.json"
+    tmp = bundle / "config.json.tmp"
+    tmp.write_text(json.dumps(config))
+    os.replace(tmp, path)
+    return path
 
 
 def _seccomp(sec: _Security, caps: list[str]) -> dict[str, Any]:
