@@ -143,3 +143,18 @@ def test_timestamps_round_trip() -> None:
     assert text.endswith(".123456789Z") and logs.parse_timestamp(text) == T0
     whole = T0 - 123_456_789
     assert logs.parse_timestamp(logs.format_timestamp(whole)[:-11] + ".5Z") == whole + 500_000_000
+
+
+def test_follow_does_not_repeat_the_backlog(tmp_path: Path) -> None:
+    w = LogWriter(tmp_path)
+    w.write("stdout", b"old\n", T0)
+    with open(tmp_path / "json.log", "ab") as f:  # a record being written right now
+        f.write(b'{"log": "new\\n", "stream": "stdout", "ti')
+    assert logs._complete_size(tmp_path / "json.log")[0] == len(
+        (tmp_path / "json.log").read_bytes().split(b"\n")[0]
+    ) + 1
+    with open(tmp_path / "json.log", "ab") as f:
+        f.write(b'me": "' + logs.format_timestamp(T0 + 1).encode() + b'"}\n')
+    got = anyio.run(lambda: collect(tmp_path, follow=True, finished=lambda: True))
+    assert [r.data for r in got] == [b"old\n", b"new\n"]
+    w.close()

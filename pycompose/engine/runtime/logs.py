@@ -175,13 +175,37 @@ def log_files(directory: Path) -> list[Path]:
     return [*rotated, current] if current.exists() else rotated
 
 
-def iter_records(directory: Path) -> Iterator[LogRecord]:
-    """Every stored record, oldest first."""
+def iter_records(directory: Path, current_limit: int | None = None) -> Iterator[LogRecord]:
+    """Every stored record, oldest first; of ``json.log`` only the first ``current_limit`` bytes."""
+    current = directory / LOG_NAME
     for path in log_files(directory):
+        left = current_limit if path == current and current_limit is not None else -1
         with open(path, "rb") as f:
             for line in f:
+                if left >= 0:
+                    if left < len(line):
+                        break
+                    left -= len(line)
                 if line.endswith(b"\n") and (rec := _decode_line(line)) is not None:
                     yield rec
+
+
+def _complete_size(path: Path) -> tuple[int, int | None]:
+    """Size of ``path`` up to its last complete line, and its inode (0, None if missing)."""
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            end = st.st_size
+            while end > 0:
+                start = max(0, end - 65536)
+                f.seek(start)
+                nl = f.read(end - start).rfind(b"\n")
+                if nl >= 0:
+                    return start + nl + 1, st.st_ino
+                end = start
+            return 0, st.st_ino
+    except FileNotFoundError:
+        return 0, None
 
 
 def _wanted(rec: LogRecord, since: int | None, until: int | None, streams: set[str]) -> bool:
@@ -215,13 +239,9 @@ async def read_logs(
     streams = {s for s, on in (("stdout", stdout), ("stderr", stderr)) if on}
     done = finished if callable(finished) else (lambda: (directory / "exit.json").exists())
     current = directory / LOG_NAME
-    pos, ino = 0, None
-    try:
-        st = current.stat()
-        pos, ino = st.st_size, st.st_ino
-    except FileNotFoundError:
-        pass
-    stored = (r for r in iter_records(directory) if _wanted(r, since, until, streams))
+    # Records up to ``pos`` are the backlog, what follows is followed: none is seen twice.
+    pos, ino = _complete_size(current)
+    stored = (r for r in iter_records(directory, pos) if _wanted(r, since, until, streams))
     backlog = deque(stored, maxlen=tail) if tail is not None and tail >= 0 else stored
     for rec in backlog:
         yield rec
