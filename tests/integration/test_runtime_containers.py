@@ -467,6 +467,7 @@ def test_probe_picks_a_working_runtime(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="not installed"):
         oci.probe_runtime("no-such-runtime", work_dir=tmp_path)
     assert not list(tmp_path.iterdir())
+    assert not list(Path("/sys/fs/cgroup").glob(f"*/{oci.PROBE_CGROUP_PARENT}"))
 
 
 def test_latency_runc_alone_vs_monitor(engine: Engine, capsys: pytest.CaptureFixture[str]) -> None:

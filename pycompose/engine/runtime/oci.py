@@ -10,6 +10,7 @@ really starting a trivial container; a runtime that is installed but cannot run 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -25,6 +26,7 @@ from typing import Any, Protocol
 from pycompose.engine.errors import Conflict, EngineError, NotFound
 
 CANDIDATES = ("crun", "runc")
+PROBE_CGROUP_PARENT = "pycompose-probe"
 _TIMEOUT = 30.0
 
 
@@ -338,9 +340,19 @@ def _probe_bundle(bundle: Path, container_id: str) -> None:
     os.symlink("busybox", rootfs / "bin" / "true")
     params = ContainerSpecParams(
         container_id=container_id, rootfs=rootfs, args=("/bin/true",), host=probe_host(),
-        hostname="probe", read_only=True,
+        hostname="probe", read_only=True, cgroup_parent=PROBE_CGROUP_PARENT,
     )  # fmt: skip
     (bundle / "config.json").write_text(json.dumps(build_spec(params)))
+
+
+def _remove_probe_cgroups(root: Path = Path("/sys/fs/cgroup")) -> None:
+    """Remove the (empty) parent cgroups the probe made; busy ones belong to a parallel probe."""
+    candidates = [root / PROBE_CGROUP_PARENT]
+    if root.is_dir():
+        candidates += [c / PROBE_CGROUP_PARENT for c in root.iterdir() if c.is_dir()]
+    for path in candidates:
+        with contextlib.suppress(OSError):
+            path.rmdir()
 
 
 def try_runtime(binary: str, work_dir: Path) -> str | None:
@@ -360,6 +372,7 @@ def try_runtime(binary: str, work_dir: Path) -> str | None:
         finally:
             subprocess.run([*argv, "delete", "--force", container_id], capture_output=True,
                            timeout=_TIMEOUT, check=False)  # fmt: skip
+            _remove_probe_cgroups()
         if run.returncode != 0:
             text = (run.stderr or run.stdout).decode("utf-8", "replace").strip()
             return last_message(text) or f"exited with status {run.returncode}"
