@@ -86,7 +86,7 @@ def create_netns(path: Path) -> None:
 
 
 def _unmount_quietly(path: Path) -> bool:
-    result = _lib().umount2(os.fsencode(path), _MNT_DETACH)
+    result: int = _lib().umount2(os.fsencode(path), _MNT_DETACH)
     return result == 0
 
 
