@@ -31,7 +31,10 @@ from pycompose.engine.config import EngineConfig
 
 log = logging.getLogger("pycompose.engine")
 
-COMPONENTS: tuple[str, ...] = ("pycompose.engine.images.api:setup",)
+COMPONENTS: tuple[str, ...] = (
+    "pycompose.engine.images.api:setup",
+    "pycompose.engine.containers.api:setup",
+)
 """``"module:function"`` of each engine part's setup, loaded in this order after start-up."""
 
 CONTAINER_LIST_FILTERS = frozenset(

@@ -1,0 +1,244 @@
+"""The containers component of the engine daemon: Docker's ``/containers/*`` routes.
+
+``setup(ctx)`` opens the container store under the engine's root, shares the manager as
+``ctx.services["containers"]`` (the images component asks it ``image_in_use``) and as
+``ctx.containers`` (``GET /containers/json``), adds the container counts to ``/info``,
+re-adopts what an earlier daemon left running, and registers the routes below. The OCI
+runtime is probed in the background (``PYCOMPOSE_OCI_RUNTIME`` names one to insist on).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from pycompose.engine.api.router import (
+    HijackResponse,
+    Request,
+    Response,
+    StreamResponse,
+    empty_response,
+    json_response,
+)
+from pycompose.engine.api.streams import MULTIPLEXED_STREAM, RAW_STREAM, json_line
+from pycompose.engine.containers import attach
+from pycompose.engine.containers.bundle import parse_signal
+from pycompose.engine.containers.execs import ExecService
+from pycompose.engine.containers.manager import ContainerManager
+from pycompose.engine.containers.recovery import recover
+from pycompose.engine.containers.runner import Runner
+from pycompose.engine.containers.top import top
+from pycompose.engine.errors import Conflict, InvalidArgument
+from pycompose.storage.overlay import KernelMounter
+
+if TYPE_CHECKING:
+    from pycompose.engine.api.app import EngineContext
+
+
+async def setup(ctx: EngineContext) -> None:
+    """Open the containers, recover from an earlier daemon, register the routes."""
+    images = ctx.services["images"]
+    layers = ctx.services["layers"]
+    mgr = ContainerManager(ctx.config.root, images, layers, KernelMounter(), ctx.events.publish)
+    runner = Runner(mgr, ctx.config.runtime_dir / "runc", ctx.config.root,
+                    os.environ.get("PYCOMPOSE_OCI_RUNTIME") or None)  # fmt: skip
+    mgr.runner = runner
+    runner.begin_probe()
+    ctx.services["containers"] = mgr
+    ctx.containers = mgr
+    ctx.system.add_info_provider(mgr.info)
+    ctx.cleanup.push_async_callback(mgr.close)
+    await recover(mgr)
+    ContainersApi(mgr).register(ctx)
+    ExecService(mgr).register(ctx)
+
+
+class ContainersApi:
+    """Route handlers; each is a thin translation to the manager and runner."""
+
+    def __init__(self, mgr: ContainerManager) -> None:
+        self.mgr = mgr
+        assert mgr.runner is not None
+        self.runner = mgr.runner
+
+    def register(self, ctx: EngineContext) -> None:
+        """Add the routes to ``ctx.router``."""
+        add = ctx.router.add
+        add("POST", "/containers/create", self.create)
+        add("GET", "/containers/{id}/json", self.inspect)
+        add("POST", "/containers/{id}/start", self.start)
+        add("POST", "/containers/{id}/stop", self.stop)
+        add("POST", "/containers/{id}/restart", self.restart)
+        add("POST", "/containers/{id}/kill", self.kill)
+        add("POST", "/containers/{id}/pause", self.pause)
+        add("POST", "/containers/{id}/unpause", self.unpause)
+        add("POST", "/containers/{id}/wait", self.wait)
+        add("DELETE", "/containers/{id}", self.delete)
+        add("GET", "/containers/{id}/logs", self.logs)
+        add("POST", "/containers/{id}/attach", self.attach)
+        add("POST", "/containers/{id}/resize", self.resize)
+        add("POST", "/containers/{id}/rename", self.rename)
+        add("GET", "/containers/{id}/top", self.top)
+        add("POST", "/containers/prune", self.prune)
+
+    async def create(self, req: Request) -> Response:
+        """``POST /containers/create?name=``: 201 ``{"Id", "Warnings"}``."""
+        body = await req.json_object()
+        record, warnings = self.mgr.create(body, req.query_str("name"))
+        return json_response({"Id": record.id, "Warnings": warnings}, status=201)
+
+    async def inspect(self, req: Request) -> Response:
+        """``GET /containers/{id}/json``."""
+        return json_response(self.mgr.inspect(self.mgr.get(req.params["id"])))
+
+    async def start(self, req: Request) -> Response:
+        """204; 304 when it is already running."""
+        record = self.mgr.get(req.params["id"])
+        body = await req.json_object(required=False)
+        if body:
+            raise InvalidArgument("starting a container with a request body is not supported: "
+                                  "set HostConfig at create")  # fmt: skip
+        if record.state.status == "running":
+            return empty_response(304)
+        await self.runner.start(record)
+        return empty_response()
+
+    def _timeout(self, req: Request) -> int | None:
+        return req.query_int("t", req.query_int("timeout"))
+
+    async def stop(self, req: Request) -> Response:
+        """204; 304 when it was not running."""
+        record = self.mgr.get(req.params["id"])
+        if req.query_str("signal"):
+            record.config["StopSignal"] = req.query_str("signal")
+            parse_signal(record.config["StopSignal"])
+        stopped = await self.runner.stop(record, self._timeout(req))
+        return empty_response(204 if stopped else 304)
+
+    async def restart(self, req: Request) -> Response:
+        """Stop then start."""
+        await self.runner.restart(self.mgr.get(req.params["id"]), self._timeout(req))
+        return empty_response()
+
+    async def kill(self, req: Request) -> Response:
+        """``?signal=`` (default SIGKILL)."""
+        record = self.mgr.get(req.params["id"])
+        await self.runner.kill(record, parse_signal(req.query_str("signal"), 9))
+        return empty_response()
+
+    async def pause(self, req: Request) -> Response:
+        """Freeze the container."""
+        await self.runner.pause(self.mgr.get(req.params["id"]), True)
+        return empty_response()
+
+    async def unpause(self, req: Request) -> Response:
+        """Thaw the container."""
+        await self.runner.pause(self.mgr.get(req.params["id"]), False)
+        return empty_response()
+
+    async def wait(self, req: Request) -> StreamResponse:
+        """The head goes out at once (clients block on it); the body when the condition holds."""
+        record = self.mgr.get(req.params["id"])
+        fut = self.mgr.waiter(record, req.query_str("condition") or "not-running")
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                yield json_line(await fut)
+            finally:
+                fut.cancel()
+
+        return StreamResponse(body())
+
+    async def delete(self, req: Request) -> Response:
+        """``?force`` kills first; ``?v`` has no anonymous volumes to remove yet."""
+        record = self.mgr.get(req.params["id"])
+        if req.query_bool("link"):
+            raise InvalidArgument("links are not supported: cannot remove link")
+        await self.mgr.remove(record, force=req.query_bool("force"))
+        return empty_response()
+
+    async def logs(self, req: Request) -> StreamResponse:
+        """Stored (and with ``follow`` new) output, framed unless the container has a TTY."""
+        record = self.mgr.get(req.params["id"])
+        stdout, stderr = req.query_bool("stdout"), req.query_bool("stderr")
+        if not (stdout or stderr):
+            raise InvalidArgument("Bad parameters: you must choose at least one stream")
+        if (record.host_config.get("LogConfig") or {}).get("Type") == "none":
+            raise InvalidArgument("configured logging driver does not support reading")
+        chunks = attach.log_stream(
+            self.mgr, record, follow=req.query_bool("follow"),
+            since=attach.parse_time(req.query_str("since"), "since"),
+            until=attach.parse_time(req.query_str("until"), "until"),
+            tail=attach.parse_tail(req.query_str("tail")), stdout=stdout, stderr=stderr,
+            timestamps=req.query_bool("timestamps"),
+        )  # fmt: skip
+        tty = bool(record.config.get("Tty"))
+        return StreamResponse(chunks, content_type=RAW_STREAM if tty else MULTIPLEXED_STREAM)
+
+    async def attach(self, req: Request) -> HijackResponse:
+        """Hijack: stored output with ``logs``, live output and stdin with ``stream``."""
+        record = self.mgr.get(req.params["id"])
+        if record.state.status == "paused":
+            raise Conflict("You cannot attach to a paused container, unpause it first")
+        conn = attach.Attachment(
+            self.mgr, record, stdin=req.query_bool("stdin"), stdout=req.query_bool("stdout"),
+            stderr=req.query_bool("stderr"), logs=req.query_bool("logs"),
+            stream=req.query_bool("stream"),
+        )  # fmt: skip
+        self.mgr.publish(record, "attach")
+        tty = bool(record.config.get("Tty"))
+        return HijackResponse(conn.run, content_type=RAW_STREAM if tty else MULTIPLEXED_STREAM)
+
+    async def resize(self, req: Request) -> Response:
+        """``?h=&w=`` of the container's terminal."""
+        record = self.mgr.get(req.params["id"])
+        height, width = req.query_int("h", 0) or 0, req.query_int("w", 0) or 0
+        if record.state.status not in ("running", "paused"):
+            raise Conflict(f"Container {record.id} is not running")
+        if not 0 <= height < 65536 or not 0 <= width < 65536:
+            raise InvalidArgument("invalid terminal size")
+        await attach.send_resize(self.mgr.live_of(record), height, width)
+        return empty_response(200)
+
+    async def rename(self, req: Request) -> Response:
+        """``?name=``."""
+        self.mgr.rename(self.mgr.get(req.params["id"]), req.query_str("name") or "")
+        return empty_response()
+
+    async def top(self, req: Request) -> Response:
+        """``ps`` on the host, filtered to the container's processes."""
+        record = self.mgr.get(req.params["id"])
+        if record.state.status not in ("running", "paused"):
+            raise Conflict(f"Container {record.id} is not running")
+        runtime, _ = await self.runner.runtime()
+        pids = await runtime.ps(record.id)
+        return json_response(await top(pids, req.query_str("ps_args") or "-ef"))
+
+    async def prune(self, req: Request) -> Response:
+        """Remove every stopped container (``label`` and ``until`` filters)."""
+        filters = req.filters({"label", "label!", "until"})
+        deleted: list[str] = []
+        for record in self.mgr.store.all():
+            if record.state.status not in ("exited", "created", "dead"):
+                continue
+            if not _prune_match(record.labels, record.created, filters):
+                continue
+            await self.mgr.remove(record, force=False)
+            deleted.append(record.id)
+        return json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": 0})
+
+
+def _prune_match(labels: dict[str, str], created: str, filters: dict[str, list[str]]) -> bool:
+    for wanted in filters.get("label", []):
+        key, eq, value = wanted.partition("=")
+        if key not in labels or (eq and labels[key] != value):
+            return False
+    for unwanted in filters.get("label!", []):
+        key, eq, value = unwanted.partition("=")
+        if key in labels and (not eq or labels[key] == value):
+            return False
+    if filters.get("until"):
+        raise InvalidArgument("the until filter of container prune is not supported yet")
+    return True
+

@@ -1,0 +1,201 @@
+"""Container output and input over the API: logs, attach and resize.
+
+Output of a container without a TTY is read from its json-file log, which the monitor
+writes before anything else sees the output: an attach made before ``start`` (what
+``docker run`` does) therefore gets every line from the first, however fast the process is.
+Output of a TTY container comes raw from the monitor's attach socket, which is also the way
+in for stdin and terminal resizes (frames of :mod:`pycompose.engine.runtime.monitor`).
+Known gap: the monitor forwards TTY output only to clients already connected, so the first
+bytes a TTY process prints before the daemon connects (within milliseconds of start) are in
+the log but not in the attach stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import struct
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from pycompose.engine.api.streams import STDERR, STDOUT, RawStream, frame
+from pycompose.engine.containers.record import ContainerRecord
+from pycompose.engine.errors import Conflict, InvalidArgument
+from pycompose.engine.runtime import monitor
+from pycompose.engine.runtime.logs import LogRecord, format_timestamp, read_logs
+
+if TYPE_CHECKING:
+    from pycompose.engine.containers.manager import ContainerManager, Live
+
+FOLLOW_POLL = 0.01
+_STREAM_IDS = {"stdout": STDOUT, "stderr": STDERR}
+_FRAME = struct.Struct(">BxxxI")
+
+
+def parse_time(value: str | None, what: str) -> int | None:
+    """Docker's ``since``/``until``: unix seconds with an optional fraction -> ns."""
+    if value is None or value == "" or value == "0":
+        return None
+    secs, _, frac = value.partition(".")
+    if not secs.lstrip("-").isdigit() or (frac and not frac.isdigit()):
+        raise InvalidArgument(f"invalid value for {what}: {value!r}")
+    return int(secs) * 10**9 + int((frac + "000000000")[:9])
+
+
+def parse_tail(value: str | None) -> int | None:
+    """``all`` (or absent) -> None, else a non-negative count."""
+    if value is None or value in ("", "all"):
+        return None
+    if not value.isdigit():
+        raise InvalidArgument(f"invalid value for tail: {value!r}")
+    return int(value)
+
+
+def encode(record: LogRecord, tty: bool, timestamps: bool) -> bytes:
+    """One log record as the logs/attach stream carries it (framed unless TTY)."""
+    data = record.data
+    if timestamps:
+        data = format_timestamp(record.timestamp).encode() + b" " + data
+    return data if tty else frame(_STREAM_IDS[record.stream], data)
+
+
+async def log_stream(
+    mgr: ContainerManager, record: ContainerRecord, *, follow: bool, since: int | None,
+    until: int | None, tail: int | None, stdout: bool, stderr: bool, timestamps: bool,
+) -> AsyncIterator[bytes]:  # fmt: skip
+    """``GET /containers/{id}/logs`` body."""
+    tty = bool(record.config.get("Tty"))
+
+    def finished() -> bool:
+        return record.state.status not in ("running", "paused", "restarting") or \
+            mgr.store._by_id.get(record.id) is not record
+
+    records = read_logs(mgr.dir(record), follow=follow, since=since, until=until, tail=tail,
+                        stdout=stdout, stderr=stderr, finished=finished,
+                        poll_interval=FOLLOW_POLL * 5)  # fmt: skip
+    async for rec in records:
+        yield encode(rec, tty, timestamps)
+
+
+def _socket_path(attach: str) -> str:
+    return "\0" + attach[1:] if attach.startswith("@") else attach
+
+
+async def _connect(live: Live) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+    if not live.attach:
+        return None
+    try:
+        return await asyncio.open_unix_connection(_socket_path(live.attach))
+    except OSError:
+        return None  # the monitor already finished: output is in the log
+
+
+async def send_resize(live: Live, height: int, width: int) -> None:
+    """Resize the container's terminal through its monitor."""
+    conn = await _connect(live)
+    if conn is None:
+        raise Conflict("the container is not running")
+    writer = conn[1]
+    try:
+        writer.write(_FRAME.pack(monitor.FRAME_RESIZE, 4) + monitor.resize_payload(height, width))
+        await writer.drain()
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+class Attachment:
+    """One hijacked attach connection."""
+
+    def __init__(self, mgr: ContainerManager, record: ContainerRecord, *, stdin: bool,
+                 stdout: bool, stderr: bool, logs: bool, stream: bool) -> None:  # fmt: skip
+        self.mgr, self.record = mgr, record
+        self.want_stdin, self.stdout, self.stderr = stdin, stdout, stderr
+        self.logs, self.stream = logs, stream
+        self.tty = bool(record.config.get("Tty"))
+        self.live = mgr.live_of(record)
+        self.removed = mgr.waiter(record, "removed")
+        # A running container's attach gets only new output; before start, all of it.
+        self.since: int | None = time.time_ns() if record.state.running else None
+
+    async def run(self, client: RawStream) -> None:
+        """Serve the connection until the container's output ends."""
+        try:
+            if self.logs:
+                async for chunk in log_stream(
+                        self.mgr, self.record, follow=False, since=None, until=None, tail=None,
+                        stdout=self.stdout, stderr=self.stderr, timestamps=False):  # fmt: skip
+                    await client.write(chunk)
+            if self.stream and await self._wait_started():
+                await self._pump(client)
+        finally:
+            if not self.removed.done():
+                self.removed.cancel()
+            client.close_write()
+
+    async def _wait_started(self) -> bool:
+        if self.live.started.is_set():
+            return True
+        started: asyncio.Future[Any] = asyncio.ensure_future(self.live.started.wait())
+        removed: asyncio.Future[Any] = self.removed
+        try:
+            await asyncio.wait({started, removed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            started.cancel()
+        return not self.removed.done()
+
+    async def _pump(self, client: RawStream) -> None:
+        since = self.since if self.since is not None else self.live.start_ns
+        conn = await _connect(self.live)
+        tasks = []
+        if conn is not None and self.want_stdin:
+            tasks.append(asyncio.ensure_future(self._stdin(client, conn[1])))
+        try:
+            if self.tty and conn is not None:
+                await self._tty_output(client, conn[0])
+            else:
+                if conn is not None:
+                    tasks.append(asyncio.ensure_future(_discard(conn[0])))
+                await self._log_output(client, since)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if conn is not None:
+                conn[1].close()
+
+    async def _log_output(self, client: RawStream, since: int | None) -> None:
+        directory = self.mgr.dir(self.record)
+        records = read_logs(directory, follow=True, since=since, stdout=self.stdout,
+                            stderr=self.stderr, poll_interval=FOLLOW_POLL)  # fmt: skip
+        async for rec in records:
+            await client.write(encode(rec, self.tty, False))
+
+    async def _tty_output(self, client: RawStream, reader: asyncio.StreamReader) -> None:
+        while True:
+            try:
+                head = await reader.readexactly(_FRAME.size)
+                _, size = _FRAME.unpack(head)
+                data = await reader.readexactly(size)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            if self.stdout:
+                await client.write(data)
+
+    async def _stdin(self, client: RawStream, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while data := await client.read():
+                writer.write(_FRAME.pack(monitor.FRAME_STDIN, len(data)) + data)
+                await writer.drain()
+            if self.record.config.get("StdinOnce"):
+                writer.write(_FRAME.pack(monitor.FRAME_CLOSE_STDIN, 0))
+                await writer.drain()
+
+
+async def _discard(reader: asyncio.StreamReader) -> None:
+    with contextlib.suppress(ConnectionError):
+        while await reader.read(65536):
+            pass
+
