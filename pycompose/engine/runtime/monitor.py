@@ -10,9 +10,10 @@ default spec; ``test_latency_runc_alone_vs_monitor`` prints the comparison):
   seccomp: compiling Docker's profile for x86_64+x86+x32 costs runc ~15 ms; 31 ms with the
   native architecture only);
 - this monitor, start until ``wait_exit`` returns: median 41-56 ms in the same periods, i.e.
-  about 6 ms over runc alone (two forks of the running interpreter and the spawn ~5 ms,
-  the wake-up ~1 ms). ``runc delete`` (~6 ms) runs after the exit file is written, off the
-  caller's path. Exec'ing a fresh Python monitor instead would add ~20 ms;
+  about 6 ms over runc alone (traced: the two forks of the running interpreter and the
+  spawn ~4-5 ms, reporting the pid ~1 ms, the wake-up of ``wait_exit`` ~1 ms).
+  ``runc delete`` (~6 ms) runs after the exit file is written, off the caller's path.
+  Exec'ing a fresh Python monitor instead would add ~20 ms;
 - conmon 2.1.6 (``runc create`` under conmon, ``runc start``, wait for its exit file), under
   the same load as a ``runc run`` taking 20-35 ms: 30-45 ms, plus a separate ``runc
   delete``. Its k8s-file logs carry stream and timestamp but it has no max-file rotation
@@ -246,9 +247,12 @@ async def _wait_loop(state_dir: Path) -> ExitStatus:
             fifo = -1
         try:
             # Woken when the monitor opens and closes the FIFO after writing exit.json; the
-            # timeout notices a monitor that died without doing so.
+            # timeout notices a monitor that died without doing so. exit.json is checked
+            # after opening: the monitor may have closed the FIFO before we opened it.
+            if read_exit(state_dir) is not None:
+                continue
             with anyio.move_on_after(1.0):
-                if fifo >= 0 and read_exit(state_dir) is None:
+                if fifo >= 0:
                     await anyio.wait_readable(fifo)
                 else:
                     await anyio.sleep(0.05)
