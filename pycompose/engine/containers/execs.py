@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     from pycompose.engine.containers.manager import ContainerManager
 
 _CREATE_FIELDS = {"AttachStdin", "AttachStdout", "AttachStderr", "Tty", "Env", "Cmd",
-                  "Privileged", "User", "WorkingDir", "ConsoleSize", "DetachKeys", "Detach"}  # fmt: skip
+                  "Privileged", "User", "WorkingDir", "ConsoleSize", "DetachKeys", "Detach",
+                  "Container"}  # fmt: skip
 _START_FIELDS = {"Detach", "Tty", "ConsoleSize"}
 
 

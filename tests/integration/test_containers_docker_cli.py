@@ -1,0 +1,250 @@
+"""The containers component of a real daemon driven by clients written by others: the docker
+CLI (``-H unix://...``) and docker-py, with busybox loaded from the OCI layout fixture.
+
+Every test checks at the end that its containers left nothing behind: no record dirs, no
+rootfs mounts, no runc state, no monitor processes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pathlib
+import pty
+import select
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+
+import docker
+import pytest
+
+from tests.fixtures.engine import EngineProcess, start_engine, stop_engine
+from tests.fixtures.images import layout_tarball
+
+pytestmark = pytest.mark.root
+
+DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
+
+
+def load_busybox(engine: EngineProcess, layout: pathlib.Path) -> None:
+    """``POST /images/load`` of the busybox OCI layout tarball."""
+    buf = io.BytesIO()
+    layout_tarball(layout, buf)
+    with engine.client().stream("POST", "/images/load", data=buf.getvalue()) as resp:
+        assert [e.get("stream") for e in resp.iter_json()] == ["Loaded image: busybox:latest\n"]
+
+
+def leftovers(engine: EngineProcess) -> list[str]:
+    """Container dirs, mounts, runc state and monitors of this engine that still exist."""
+    found: list[str] = []
+    cdir = engine.config.root / "containers"
+    if cdir.is_dir():
+        found += [f"dir {p.name}" for p in cdir.iterdir()]
+    mounts = pathlib.Path("/proc/self/mountinfo").read_text()
+    found += [f"mount {line.split()[4]}" for line in mounts.splitlines()
+              if str(engine.tmp) in line]  # fmt: skip
+    runc = engine.config.runtime_dir / "runc"
+    if runc.is_dir():
+        found += [f"runc {p.name}" for p in runc.iterdir()]
+    for proc in pathlib.Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmd = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if str(engine.tmp).encode() in cmd and b"engine" not in cmd:
+                found.append(f"process {proc.name} {cmd[:100]!r}")
+    return found
+
+
+@pytest.fixture(scope="module")
+def engine(busybox_layout: pathlib.Path) -> Iterator[EngineProcess]:
+    eng = start_engine(components=())
+    try:
+        load_busybox(eng, busybox_layout)
+        yield eng
+    finally:
+        stop_engine(eng)
+
+
+@pytest.fixture
+def clean(engine: EngineProcess) -> Iterator[EngineProcess]:
+    """The module's engine; after the test, every container must be gone with its debris."""
+    yield engine
+    for cid in run_docker(engine, "ps", "-aq").stdout.split():
+        run_docker(engine, "rm", "-f", cid.decode())
+    deadline = time.monotonic() + 10
+    while leftovers(engine) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert leftovers(engine) == []
+
+
+def run_docker(engine: EngineProcess, *args: str, stdin: bytes | None = None,
+               timeout: float = 60) -> subprocess.CompletedProcess[bytes]:  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+    env["DOCKER_CONFIG"] = str(engine.tmp / "docker-config")
+    return subprocess.run([DOCKER, "-H", engine.host, *args], input=stdin, capture_output=True,
+                          env=env, timeout=timeout)  # fmt: skip
+
+
+def ok(engine: EngineProcess, *args: str) -> str:
+    proc = run_docker(engine, *args)
+    assert proc.returncode == 0, proc.stderr.decode()
+    return proc.stdout.decode()
+
+
+def test_run_rm_echo_hi(clean: EngineProcess) -> None:
+    since = time.time()
+    proc = run_docker(clean, "run", "--rm", "busybox", "echo", "hi")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, b"hi\n", b"")
+    assert ok(clean, "ps", "-aq") == ""
+    query = {"since": f"{since:.3f}", "until": f"{time.time():.3f}",
+             "filters": json.dumps({"type": ["container"]})}
+    with clean.client().stream("GET", "/events", query=query) as resp:
+        events = list(resp.iter_json())
+    assert [e["Action"] for e in events] == ["create", "attach", "start", "die", "destroy"]
+    die = events[3]["Actor"]["Attributes"]
+    assert die["exitCode"] == "0" and die["image"] == "busybox" and die["name"]
+
+
+def test_run_rm_exit_code_and_stderr(clean: EngineProcess) -> None:
+    proc = run_docker(clean, "run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 7")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (7, b"out\n", b"err\n")
+
+
+def test_detached_ps_logs_top_inspect_exec_stop_rm(clean: EngineProcess) -> None:
+    cid = ok(clean, "run", "-d", "--name", "xx", "busybox", "sh", "-c",
+             "echo started; exec sleep 100").strip()
+    assert len(cid) == 64
+    ps = ok(clean, "ps")
+    assert "xx" in ps and '"sh -c' in ps and "Up " in ps
+    deadline = time.monotonic() + 5
+    while ok(clean, "logs", "xx") != "started\n" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ok(clean, "logs", "xx") == "started\n"
+    top = ok(clean, "top", "xx").splitlines()
+    assert top[0].split()[:2] == ["UID", "PID"] and "sleep 100" in top[1]
+    pid = int(ok(clean, "inspect", "--format", "{{.State.Pid}}", "xx"))
+    assert pathlib.Path(f"/proc/{pid}/cmdline").read_bytes() == b"sleep\x00100\x00"
+    info = json.loads(ok(clean, "inspect", "xx"))[0]
+    assert info["Id"] == cid and info["Name"] == "/xx" and info["State"]["Running"]
+    assert info["Config"]["Hostname"] == cid[:12] and info["Path"] == "sh"
+    proc = run_docker(clean, "exec", "xx", "sh", "-c", "echo from-exec $HOSTNAME; exit 3")
+    assert (proc.returncode, proc.stdout) == (3, f"from-exec {cid[:12]}\n".encode())
+    proc = run_docker(clean, "exec", "-i", "xx", "cat", stdin=b"piped\n")
+    assert (proc.returncode, proc.stdout) == (0, b"piped\n")
+    start = time.monotonic()
+    assert ok(clean, "stop", "-t", "1", "xx") == "xx\n"
+    assert time.monotonic() - start >= 0.9  # sleep as PID 1 ignores SIGTERM: SIGKILL after 1 s
+    state = json.loads(ok(clean, "inspect", "xx"))[0]["State"]
+    assert state["Status"] == "exited" and state["ExitCode"] == 137
+    assert "Exited (137)" in ok(clean, "ps", "-a")
+    assert ok(clean, "rm", "-f", "xx") == "xx\n"
+    proc = run_docker(clean, "inspect", "xx")
+    assert proc.returncode == 1 and b"No such object: xx" in proc.stderr
+
+
+def test_rm_refuses_running_unless_forced(clean: EngineProcess) -> None:
+    ok(clean, "run", "-d", "--name", "busy", "busybox", "sleep", "100")
+    proc = run_docker(clean, "rm", "busy")
+    assert proc.returncode == 1 and b"cannot remove a running container" in proc.stderr
+    assert ok(clean, "rm", "-f", "busy") == "busy\n"
+
+
+def test_pid1_ignoring_sigterm_is_killed_after_grace(clean: EngineProcess) -> None:
+    ok(clean, "run", "-d", "--name", "stubborn", "busybox", "sh", "-c",
+       "trap '' TERM; while true; do sleep 1; done")
+    start = time.monotonic()
+    ok(clean, "stop", "-t", "2", "stubborn")
+    elapsed = time.monotonic() - start
+    assert 1.9 <= elapsed < 8
+    state = json.loads(ok(clean, "inspect", "stubborn"))[0]["State"]
+    assert state["ExitCode"] == 137 and not state["Running"]
+
+
+def test_sigterm_is_honoured_quickly(clean: EngineProcess) -> None:
+    ok(clean, "run", "-d", "--name", "polite", "busybox", "sh", "-c",
+       "trap 'exit 5' TERM; while true; do sleep 0.1; done")
+    time.sleep(0.3)
+    start = time.monotonic()
+    ok(clean, "stop", "-t", "10", "polite")
+    assert time.monotonic() - start < 3
+    assert json.loads(ok(clean, "inspect", "polite"))[0]["State"]["ExitCode"] == 5
+
+
+def test_fork_bomb_under_pids_limit_is_contained(clean: EngineProcess) -> None:
+    ok(clean, "run", "-d", "--name", "bomb", "--pids-limit", "32", "busybox", "sh", "-c",
+       "b() { b | b & }; b; sleep 100")
+    time.sleep(2)
+    rows = ok(clean, "top", "bomb").splitlines()[1:]
+    assert 1 <= len(rows) <= 32
+    assert ok(clean, "rm", "-f", "bomb") == "bomb\n"
+
+
+def test_restart_on_failure_two(clean: EngineProcess) -> None:
+    ok(clean, "run", "-d", "--name", "flaky", "--restart", "on-failure:2", "busybox", "sh",
+       "-c", "echo try; exit 3")
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        info = json.loads(ok(clean, "inspect", "flaky"))[0]
+        if info["RestartCount"] == 2 and info["State"]["Status"] == "exited":
+            break
+        time.sleep(0.1)
+    assert info["RestartCount"] == 2 and info["State"]["Status"] == "exited"
+    assert info["State"]["ExitCode"] == 3
+    time.sleep(1)  # no third restart
+    assert json.loads(ok(clean, "inspect", "flaky"))[0]["RestartCount"] == 2
+    assert ok(clean, "logs", "flaky") == "try\n" * 3
+
+
+def test_run_it_through_a_pty(clean: EngineProcess) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+    env["DOCKER_CONFIG"] = str(clean.tmp / "docker-config")
+    pid, fd = pty.fork()
+    if pid == 0:  # pragma: no cover - the child becomes the docker CLI
+        os.execvpe(DOCKER, [DOCKER, "-H", clean.host, "run", "--rm", "-it", "busybox", "sh"], env)
+    out = b""
+    try:
+        os.write(fd, b"echo pty-$((6*7)); exit 4\r")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    assert b"pty-42" in out
+    assert os.waitstatus_to_exitcode(status) == 4
+
+
+def test_docker_py_run_echo_hi(clean: EngineProcess) -> None:
+    client = docker.DockerClient(base_url=clean.host, version="1.41")
+    try:
+        assert client.containers.run("busybox", "echo hi", remove=True) == b"hi\n"
+        box = client.containers.run("busybox", ["sleep", "100"], detach=True, name="pybox")
+        box.reload()
+        assert box.status == "running" and box.name == "pybox"
+        assert box.exec_run(["echo", "in"]).output == b"in\n"
+        box.kill()
+        assert box.wait()["StatusCode"] == 137
+        box.remove()
+    finally:
+        client.close()
+
+
+def test_rmi_of_an_image_in_use_is_refused(clean: EngineProcess) -> None:
+    ok(clean, "create", "--name", "holder", "busybox", "true")
+    proc = run_docker(clean, "rmi", "busybox")
+    assert proc.returncode == 1 and b"conflict" in proc.stderr.lower()
+    ok(clean, "rm", "holder")
