@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "rmi": "pycompose.cli.image_cmd:rm",
     "login": "pycompose.cli.image_cmd:login",
     "logout": "pycompose.cli.image_cmd:logout",
+    "volume": "pycompose.cli.volume_cmd:volume",
 }
 
 

@@ -95,8 +95,7 @@ def _meta(parent: int, name: str | None, st: os.stat_result) -> None:
     if not stat.S_ISLNK(st.st_mode):
         os.chmod(name, stat.S_IMODE(st.st_mode), dir_fd=parent)
     with contextlib.suppress(NotImplementedError, OSError):
-        os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=parent,
-                 follow_symlinks=False)
+        os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=parent, follow_symlinks=False)
 
 
 def _copy_dir(src: int, dst: int) -> None:
@@ -127,8 +126,12 @@ def _copy_dir(src: int, dst: int) -> None:
 def _copy_file(src: int, dst: int, name: str) -> None:
     s = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src)
     try:
-        d = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                    0o600, dir_fd=dst)
+        d = os.open(
+            name,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            0o600,
+            dir_fd=dst,
+        )
         try:
             size = os.fstat(s).st_size
             done = 0

@@ -28,8 +28,23 @@ from pycompose.storage.volumes import VolumeStore, check_name
 PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
 _BIND_MODES = frozenset({"ro", "rw", "z", "Z", *PROPAGATIONS})
 _VOLUME_MODES = frozenset({"ro", "rw", "z", "Z", "nocopy"})
-_TMPFS_FLAGS = frozenset({"rw", "ro", "exec", "noexec", "suid", "nosuid", "dev", "nodev",
-                          "atime", "noatime", "relatime", "strictatime", "nodiratime"})
+_TMPFS_FLAGS = frozenset(
+    {
+        "rw",
+        "ro",
+        "exec",
+        "noexec",
+        "suid",
+        "nosuid",
+        "dev",
+        "nodev",
+        "atime",
+        "noatime",
+        "relatime",
+        "strictatime",
+        "nodiratime",
+    }
+)
 _TMPFS_KEYS = frozenset({"size", "mode", "uid", "gid", "nr_inodes", "nr_blocks"})
 _FORBIDDEN = ("/proc", "/sys", "/dev")
 SELINUX_ENFORCE = "/sys/fs/selinux/enforce"
@@ -63,10 +78,14 @@ class ResolvedMount:
 
     def inspect(self, volumes: VolumeStore | None = None) -> dict[str, Any]:
         """Docker's ``MountPoint`` (container inspect ``Mounts``)."""
-        doc: dict[str, Any] = {"Type": self.type, "Source": self.source,
-                               "Destination": self.target, "Mode": self.mode,
-                               "RW": not self.read_only,
-                               "Propagation": self.propagation if self.type == "bind" else ""}
+        doc: dict[str, Any] = {
+            "Type": self.type,
+            "Source": self.source,
+            "Destination": self.target,
+            "Mode": self.mode,
+            "RW": not self.read_only,
+            "Propagation": self.propagation if self.type == "bind" else "",
+        }
         if self.type == "volume":
             doc["Name"] = self.source
             doc["Source"] = str(volumes.data_dir(self.source)) if volumes else ""
@@ -91,8 +110,10 @@ def check_target(target: str) -> str:
         raise InvalidArgument("invalid mount config: cannot mount over '/'")
     for bad in _FORBIDDEN:
         if norm == bad or (bad != "/dev" and norm.startswith(bad + "/")):
-            raise InvalidArgument(f"invalid mount config: mounting over {norm} is not allowed "
-                                  f"(it belongs to the container runtime)")
+            raise InvalidArgument(
+                f"invalid mount config: mounting over {norm} is not allowed "
+                f"(it belongs to the container runtime)"
+            )
     return norm
 
 
@@ -124,15 +145,31 @@ def parse_bind(spec: str, warnings: list[str]) -> ResolvedMount:
     _relabel(words, spec, warnings)
     mode = parts[2] if len(parts) == 3 else ""
     if is_bind:
-        return ResolvedMount("bind", target, canonical(source), "ro" in words,
-                             next(iter(props), "rprivate"), create_source=True, mode=mode)
+        return ResolvedMount(
+            "bind",
+            target,
+            canonical(source),
+            "ro" in words,
+            next(iter(props), "rprivate"),
+            create_source=True,
+            mode=mode,
+        )
     check_name(source)
-    return ResolvedMount("volume", target, source, "ro" in words,
-                         copy_up="nocopy" not in words, mode=mode)
+    return ResolvedMount(
+        "volume", target, source, "ro" in words, copy_up="nocopy" not in words, mode=mode
+    )
 
 
-_MOUNT_FIELDS = {"Type", "Source", "Target", "ReadOnly", "Consistency", "BindOptions",
-                 "VolumeOptions", "TmpfsOptions"}
+_MOUNT_FIELDS = {
+    "Type",
+    "Source",
+    "Target",
+    "ReadOnly",
+    "Consistency",
+    "BindOptions",
+    "VolumeOptions",
+    "TmpfsOptions",
+}
 
 
 def parse_mount(m: Mapping[str, Any], volumes: VolumeStore) -> ResolvedMount:
@@ -149,14 +186,16 @@ def parse_mount(m: Mapping[str, Any], volumes: VolumeStore) -> ResolvedMount:
         return _mount_volume(m, source, target, ro, volumes)
     if kind == "tmpfs":
         if source:
-            raise InvalidArgument(f"invalid mount config for type \"tmpfs\": source {source!r} "
-                                  "must be empty")
+            raise InvalidArgument(
+                f'invalid mount config for type "tmpfs": source {source!r} must be empty'
+            )
         return _mount_tmpfs(m, target, ro)
     raise InvalidArgument(f"mount type {kind!r} is not supported (bind, volume, tmpfs)")
 
 
-def _sub(m: Mapping[str, Any], key: str, known: set[str],
-         unsupported: dict[str, Any] | None = None) -> Mapping[str, Any]:
+def _sub(
+    m: Mapping[str, Any], key: str, known: set[str], unsupported: dict[str, Any] | None = None
+) -> Mapping[str, Any]:
     sub = m.get(key) or {}
     if not isinstance(sub, Mapping):
         raise InvalidArgument(f"HostConfig.Mounts.{key} must be an object")
@@ -166,28 +205,37 @@ def _sub(m: Mapping[str, Any], key: str, known: set[str],
 
 def _mount_bind(m: Mapping[str, Any], source: str, target: str, ro: bool) -> ResolvedMount:
     if m.get("VolumeOptions") or m.get("TmpfsOptions"):
-        raise InvalidArgument("invalid mount config for type \"bind\": only BindOptions apply")
-    opts = _sub(m, "BindOptions", {"Propagation", "NonRecursive", "CreateMountpoint"},
-                {"ReadOnlyNonRecursive": ZERO, "ReadOnlyForceRecursive": ZERO})
+        raise InvalidArgument('invalid mount config for type "bind": only BindOptions apply')
+    opts = _sub(
+        m,
+        "BindOptions",
+        {"Propagation", "NonRecursive", "CreateMountpoint"},
+        {"ReadOnlyNonRecursive": ZERO, "ReadOnlyForceRecursive": ZERO},
+    )
     if not source.startswith("/"):
-        raise InvalidArgument(f"invalid mount config for type \"bind\": invalid mount path: "
-                              f"'{source}' mount path must be absolute")
+        raise InvalidArgument(
+            f'invalid mount config for type "bind": invalid mount path: '
+            f"'{source}' mount path must be absolute"
+        )
     prop = opts.get("Propagation") or "rprivate"
     if prop not in PROPAGATIONS:
         raise InvalidArgument(f"invalid propagation mode: {prop}")
     path = canonical(source)
     create = bool(opts.get("CreateMountpoint"))
     if not create and not os.path.exists(path):
-        raise InvalidArgument(f"invalid mount config for type \"bind\": bind source path does "
-                              f"not exist: {source}")
-    return ResolvedMount("bind", target, path, ro, prop, bool(opts.get("NonRecursive")),
-                         create_source=create)
+        raise InvalidArgument(
+            f'invalid mount config for type "bind": bind source path does not exist: {source}'
+        )
+    return ResolvedMount(
+        "bind", target, path, ro, prop, bool(opts.get("NonRecursive")), create_source=create
+    )
 
 
-def _mount_volume(m: Mapping[str, Any], source: str, target: str, ro: bool,
-                  volumes: VolumeStore) -> ResolvedMount:
+def _mount_volume(
+    m: Mapping[str, Any], source: str, target: str, ro: bool, volumes: VolumeStore
+) -> ResolvedMount:
     if m.get("BindOptions") or m.get("TmpfsOptions"):
-        raise InvalidArgument("invalid mount config for type \"volume\": only VolumeOptions apply")
+        raise InvalidArgument('invalid mount config for type "volume": only VolumeOptions apply')
     opts = _sub(m, "VolumeOptions", {"NoCopy", "Labels", "DriverConfig", "Subpath"})
     subpath = opts.get("Subpath") or ""
     if subpath and (subpath.startswith("/") or ".." in subpath.split("/")):
@@ -199,19 +247,33 @@ def _mount_volume(m: Mapping[str, Any], source: str, target: str, ro: bool,
         check_name(source)
     anonymous = not source
     if not source and (opts.get("Labels") or driver):
-        source = volumes.create(None, labels=opts.get("Labels") or {},
-                                options=driver.get("Options") or {},
-                                driver=driver.get("Name") or "").name
+        source = volumes.create(
+            None,
+            labels=opts.get("Labels") or {},
+            options=driver.get("Options") or {},
+            driver=driver.get("Name") or "",
+        ).name
     elif source and not volumes.exists(source):
-        volumes.create(source, labels=opts.get("Labels") or {},
-                       options=driver.get("Options") or {}, driver=driver.get("Name") or "")
-    return ResolvedMount("volume", target, source, ro, copy_up=not opts.get("NoCopy"),
-                         subpath=subpath, anonymous=anonymous)
+        volumes.create(
+            source,
+            labels=opts.get("Labels") or {},
+            options=driver.get("Options") or {},
+            driver=driver.get("Name") or "",
+        )
+    return ResolvedMount(
+        "volume",
+        target,
+        source,
+        ro,
+        copy_up=not opts.get("NoCopy"),
+        subpath=subpath,
+        anonymous=anonymous,
+    )
 
 
 def _mount_tmpfs(m: Mapping[str, Any], target: str, ro: bool) -> ResolvedMount:
     if m.get("BindOptions") or m.get("VolumeOptions"):
-        raise InvalidArgument("invalid mount config for type \"tmpfs\": only TmpfsOptions apply")
+        raise InvalidArgument('invalid mount config for type "tmpfs": only TmpfsOptions apply')
     opts = _sub(m, "TmpfsOptions", {"SizeBytes", "Mode", "Options"})
     words: list[str] = []
     size, mode = opts.get("SizeBytes") or 0, opts.get("Mode") or 0
@@ -250,8 +312,14 @@ def parse_tmpfs(tmpfs: Mapping[str, str]) -> list[ResolvedMount]:
     out = []
     for target, text in tmpfs.items():
         words = [w for w in str(text or "").split(",") if w]
-        out.append(ResolvedMount("tmpfs", check_target(target), read_only="ro" in words,
-                                 options=tmpfs_options(words, target)))
+        out.append(
+            ResolvedMount(
+                "tmpfs",
+                check_target(target),
+                read_only="ro" in words,
+                options=tmpfs_options(words, target),
+            )
+        )
     return out
 
 
@@ -271,19 +339,33 @@ def parse_volumes_from(entries: Sequence[str], lookup: MountsLookup | None) -> l
             ro = mode == "ro" or (mode == "" and not mp.get("RW", True))
             source = mp.get("Name") if kind == "volume" else mp.get("Source")
             prop = str(mp.get("Propagation") or "rprivate") if kind == "bind" else ""
-            out.append(ResolvedMount(str(kind), check_target(str(mp["Destination"])),
-                                     str(source), ro, prop, mode=mode or str(mp.get("Mode", ""))))
+            out.append(
+                ResolvedMount(
+                    str(kind),
+                    check_target(str(mp["Destination"])),
+                    str(source),
+                    ro,
+                    prop,
+                    mode=mode or str(mp.get("Mode", "")),
+                )
+            )
     return out
 
 
 # -- resolution ------------------------------------------------------------------------------
 
 
-def resolve_mounts(host_config: Mapping[str, Any], image_config: Mapping[str, Any] | None, *,
-                   container_id: str, volumes: VolumeStore, rootfs: str | None = None,
-                   container_volumes: Mapping[str, Any] | None = None,
-                   volumes_from: MountsLookup | None = None,
-                   warnings: list[str] | None = None) -> list[ResolvedMount]:
+def resolve_mounts(
+    host_config: Mapping[str, Any],
+    image_config: Mapping[str, Any] | None,
+    *,
+    container_id: str,
+    volumes: VolumeStore,
+    rootfs: str | None = None,
+    container_volumes: Mapping[str, Any] | None = None,
+    volumes_from: MountsLookup | None = None,
+    warnings: list[str] | None = None,
+) -> list[ResolvedMount]:
     """All mounts of a container being created, parents before children.
 
     ``container_volumes`` is the request's ``Config.Volumes``; ``image_config`` the image's
@@ -296,8 +378,11 @@ def resolve_mounts(host_config: Mapping[str, Any], image_config: Mapping[str, An
     warns = warnings if warnings is not None else []
     own = _own_mounts(host_config, volumes, warns)
     taken = {m.target for m in own}
-    inherited = [m for m in parse_volumes_from(host_config.get("VolumesFrom") or [], volumes_from)
-                 if m.target not in taken]
+    inherited = [
+        m
+        for m in parse_volumes_from(host_config.get("VolumesFrom") or [], volumes_from)
+        if m.target not in taken
+    ]
     mounts = own + inherited
     taken |= {m.target for m in inherited}
     for source in (container_volumes or {}, (image_config or {}).get("Volumes") or {}):
@@ -309,8 +394,9 @@ def resolve_mounts(host_config: Mapping[str, Any], image_config: Mapping[str, An
     return _acquire(sorted(mounts, key=lambda m: m.target.count("/")), container_id, volumes)
 
 
-def _own_mounts(host_config: Mapping[str, Any], volumes: VolumeStore,
-                warnings: list[str]) -> list[ResolvedMount]:
+def _own_mounts(
+    host_config: Mapping[str, Any], volumes: VolumeStore, warnings: list[str]
+) -> list[ResolvedMount]:
     mounts = [parse_bind(str(b), warnings) for b in host_config.get("Binds") or []]
     mounts += [parse_mount(m, volumes) for m in host_config.get("Mounts") or []]
     mounts += parse_tmpfs(host_config.get("Tmpfs") or {})
@@ -322,8 +408,9 @@ def _own_mounts(host_config: Mapping[str, Any], volumes: VolumeStore,
     return mounts
 
 
-def _acquire(mounts: list[ResolvedMount], container_id: str,
-             volumes: VolumeStore) -> list[ResolvedMount]:
+def _acquire(
+    mounts: list[ResolvedMount], container_id: str, volumes: VolumeStore
+) -> list[ResolvedMount]:
     out: list[ResolvedMount] = []
     created: list[str] = []
     try:
@@ -345,8 +432,13 @@ def _acquire(mounts: list[ResolvedMount], container_id: str,
     return out
 
 
-def release_volumes(mounts: Sequence[ResolvedMount], container_id: str, volumes: VolumeStore,
-                    *, remove_anonymous: bool = False) -> list[str]:
+def release_volumes(
+    mounts: Sequence[ResolvedMount],
+    container_id: str,
+    volumes: VolumeStore,
+    *,
+    remove_anonymous: bool = False,
+) -> list[str]:
     """The container is gone: stop counting it as a user of its volumes; with
     ``remove_anonymous`` (``rm -v``) its anonymous volumes are removed when nobody else uses
     them. Returns the names removed."""
@@ -355,10 +447,14 @@ def release_volumes(mounts: Sequence[ResolvedMount], container_id: str, volumes:
         if m.type != "volume" or not m.source:
             continue
         volumes.release(m.source, container_id)
-        if (remove_anonymous and m.anonymous and volumes.exists(m.source)
-                and not volumes.get(m.source).users):
-                volumes.remove(m.source)
-                removed.append(m.source)
+        if (
+            remove_anonymous
+            and m.anonymous
+            and volumes.exists(m.source)
+            and not volumes.get(m.source).users
+        ):
+            volumes.remove(m.source)
+            removed.append(m.source)
     return removed
 
 

@@ -57,20 +57,29 @@ def canonical(path: str) -> str:
     return os.path.realpath(path)
 
 
-def open_nofollow(path: str, *, create_dirs: bool = False, hook: OpenHook | None = None,
-                  dir_mode: int = 0o755) -> int:
+def open_nofollow(
+    path: str, *, create_dirs: bool = False, hook: OpenHook | None = None, dir_mode: int = 0o755
+) -> int:
     """An ``O_PATH`` fd of canonical ``path``, walked from ``/`` without following symlinks.
 
     With ``create_dirs`` missing directories are made (``mkdirat``, ``dir_mode``) on the way.
     A component that is a symlink (or not a directory where one is needed) raises
     :class:`InvalidArgument`; a missing one without ``create_dirs`` raises ``FileNotFoundError``.
     """
-    return open_below("/", split_abs(path), path, create_dirs=create_dirs, hook=hook,
-                      dir_mode=dir_mode)
+    return open_below(
+        "/", split_abs(path), path, create_dirs=create_dirs, hook=hook, dir_mode=dir_mode
+    )
 
 
-def open_below(base: str | int, parts: list[str], path: str, *, create_dirs: bool = False,
-               hook: OpenHook | None = None, dir_mode: int = 0o755) -> int:
+def open_below(
+    base: str | int,
+    parts: list[str],
+    path: str,
+    *,
+    create_dirs: bool = False,
+    hook: OpenHook | None = None,
+    dir_mode: int = 0o755,
+) -> int:
     """Like :func:`open_nofollow`, for ``parts`` below the directory ``base`` (path or fd)."""
     for part in parts:
         if part in ("", ".", "..") or "/" in part:
@@ -81,8 +90,9 @@ def open_below(base: str | int, parts: list[str], path: str, *, create_dirs: boo
         fd = os.open(base, _PATH_FLAGS | os.O_DIRECTORY)
     try:
         for depth, part in enumerate(parts):
-            new = _open_component(fd, part, path, create=create_dirs, mode=dir_mode,
-                                  last=depth == len(parts) - 1)
+            new = _open_component(
+                fd, part, path, create=create_dirs, mode=dir_mode, last=depth == len(parts) - 1
+            )
             os.close(fd)
             fd = new
             if hook is not None:
@@ -93,8 +103,9 @@ def open_below(base: str | int, parts: list[str], path: str, *, create_dirs: boo
         raise
 
 
-def _open_component(parent: int, part: str, path: str, *, create: bool, mode: int,
-                    last: bool) -> int:
+def _open_component(
+    parent: int, part: str, path: str, *, create: bool, mode: int, last: bool
+) -> int:
     flags = _PATH_FLAGS | (0 if last else os.O_DIRECTORY)
     try:
         fd = os.open(part, flags, dir_fd=parent)
@@ -106,14 +117,18 @@ def _open_component(parent: int, part: str, path: str, *, create: bool, mode: in
         fd = os.open(part, flags | os.O_DIRECTORY, dir_fd=parent)
     except OSError as err:
         if err.errno in (errno.ELOOP, errno.ENOTDIR):
-            raise InvalidArgument(f"path {path!r}: component {part!r} is a symlink or not a "
-                                  "directory (changed while it was being resolved?); "
-                                  "refusing to follow it") from err
+            raise InvalidArgument(
+                f"path {path!r}: component {part!r} is a symlink or not a "
+                "directory (changed while it was being resolved?); "
+                "refusing to follow it"
+            ) from err
         raise
     if stat.S_ISLNK(os.fstat(fd).st_mode):  # the last component, opened as the link itself
         os.close(fd)
-        raise InvalidArgument(f"path {path!r}: {part!r} became a symlink while it was being "
-                              "resolved; refusing to follow it")
+        raise InvalidArgument(
+            f"path {path!r}: {part!r} became a symlink while it was being "
+            "resolved; refusing to follow it"
+        )
     return fd
 
 
@@ -135,8 +150,9 @@ def opened(path: str, **kwargs: bool | OpenHook | None) -> Iterator[int]:
 class Binder(Protocol):
     """The mounts storage makes in the daemon's own namespace."""
 
-    def bind_fd(self, fd: int, target: str, *, recursive: bool = True,
-                read_only: bool = False) -> None:
+    def bind_fd(
+        self, fd: int, target: str, *, recursive: bool = True, read_only: bool = False
+    ) -> None:
         """Bind-mount the file or directory ``fd`` refers to onto ``target``."""
         ...
 
@@ -163,17 +179,23 @@ class KernelBinder:
     def __init__(self) -> None:
         self._libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
-    def _mount(self, source: str, target: str, fstype: str | None, flags: int,
-               data: str | None) -> None:
-        ret = self._libc.mount(os.fsencode(source), os.fsencode(target),
-                               fstype.encode() if fstype else None, ctypes.c_ulong(flags),
-                               data.encode() if data else None)
+    def _mount(
+        self, source: str, target: str, fstype: str | None, flags: int, data: str | None
+    ) -> None:
+        ret = self._libc.mount(
+            os.fsencode(source),
+            os.fsencode(target),
+            fstype.encode() if fstype else None,
+            ctypes.c_ulong(flags),
+            data.encode() if data else None,
+        )
         if ret != 0:
             err = ctypes.get_errno()
             raise MountError(f"mount of {source} on {target} failed: {os.strerror(err)}")
 
-    def bind_fd(self, fd: int, target: str, *, recursive: bool = True,
-                read_only: bool = False) -> None:
+    def bind_fd(
+        self, fd: int, target: str, *, recursive: bool = True, read_only: bool = False
+    ) -> None:
         """See :class:`Binder`."""
         self._mount(fd_path(fd), target, None, MS_BIND | (MS_REC if recursive else 0), None)
         if read_only:  # a bind ignores MS_RDONLY until remounted
@@ -222,11 +244,13 @@ class FakeBinder:
     calls: list[BindCall] = field(default_factory=list)
     mounted: dict[str, BindCall] = field(default_factory=dict)
 
-    def bind_fd(self, fd: int, target: str, *, recursive: bool = True,
-                read_only: bool = False) -> None:
+    def bind_fd(
+        self, fd: int, target: str, *, recursive: bool = True, read_only: bool = False
+    ) -> None:
         """See :class:`Binder`."""
-        call = BindCall("bind", target, os.readlink(fd_path(fd)), read_only=read_only,
-                        recursive=recursive)
+        call = BindCall(
+            "bind", target, os.readlink(fd_path(fd)), read_only=read_only, recursive=recursive
+        )
         self._add(call)
 
     def mount_fs(self, fstype: str, source: str, target: str, options: str) -> None:

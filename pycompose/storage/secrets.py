@@ -61,8 +61,16 @@ def default_target(kind: str, name: str, target: str = "") -> str:
     return check_target(path if path.startswith("/") else posixpath.join(base, path))
 
 
-def file_mount(kind: str, name: str, data: bytes, *, target: str = "", uid: int | str = 0,
-               gid: int | str = 0, mode: int | None = None) -> FileMount:
+def file_mount(
+    kind: str,
+    name: str,
+    data: bytes,
+    *,
+    target: str = "",
+    uid: int | str = 0,
+    gid: int | str = 0,
+    mode: int | None = None,
+) -> FileMount:
     """Build and check a :class:`FileMount` (from compose's model or the API)."""
     if kind not in ("secret", "config"):
         raise InvalidArgument(f"unknown file mount kind {kind!r}")
@@ -86,8 +94,10 @@ def file_mount(kind: str, name: str, data: bytes, *, target: str = "", uid: int 
 def parse_api(secrets: Sequence[Any] | None, configs: Sequence[Any] | None) -> list[FileMount]:
     """The ``Secrets`` and ``Configs`` lists of a create request (see the module docs)."""
     out: list[FileMount] = []
-    for kind, items, name_key in (("secret", secrets, "SecretName"),
-                                  ("config", configs, "ConfigName")):
+    for kind, items, name_key in (
+        ("secret", secrets, "SecretName"),
+        ("config", configs, "ConfigName"),
+    ):
         for item in items or []:
             out.append(_parse_one(kind, item, name_key))
     targets = [m.target for m in out]
@@ -110,8 +120,15 @@ def _parse_one(kind: str, item: Any, name_key: str) -> FileMount:
         data = base64.b64decode(str(item.get("Data") or ""), validate=True)
     except (binascii.Error, ValueError) as err:
         raise InvalidArgument(f"{where}.Data must be base64: {err}") from err
-    return file_mount(kind, str(item.get(name_key) or ""), data, target=str(file.get("Name") or ""),
-                      uid=file.get("UID") or 0, gid=file.get("GID") or 0, mode=file.get("Mode"))
+    return file_mount(
+        kind,
+        str(item.get(name_key) or ""),
+        data,
+        target=str(file.get("Name") or ""),
+        uid=file.get("UID") or 0,
+        gid=file.get("GID") or 0,
+        mode=file.get("Mode"),
+    )
 
 
 def write_files(directory: Path, mounts: Sequence[FileMount]) -> list[MountSpec]:
@@ -123,12 +140,13 @@ def write_files(directory: Path, mounts: Sequence[FileMount]) -> list[MountSpec]
         path = directory / f"{m.kind}-{index}-{m.name}"
         if os.path.lexists(path):
             os.unlink(path)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o600)
+        fd = os.open(
+            path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+        )
         try:
             view = memoryview(m.data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fchown(fd, m.uid, m.gid)
             os.fchmod(fd, m.mode)  # after fchown, which clears set-id bits
             os.fsync(fd)
@@ -144,13 +162,15 @@ def describe(path: Path) -> tuple[int, int, int]:
     return st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)
 
 
-def source_data(kind: str, name: str, definition: Mapping[str, Any],
-                environ: Mapping[str, str]) -> bytes:
+def source_data(
+    kind: str, name: str, definition: Mapping[str, Any], environ: Mapping[str, str]
+) -> bytes:
     """The content of a compose top-level secret/config: ``file`` (already made absolute by
     the loader), ``environment`` (a variable's value) or ``content`` (inline text)."""
     if definition.get("external"):
-        raise InvalidArgument(f"{kind} {name}: external {kind}s need Swarm; use file, "
-                              "environment or content")
+        raise InvalidArgument(
+            f"{kind} {name}: external {kind}s need Swarm; use file, environment or content"
+        )
     if definition.get("file"):
         path = str(definition["file"])
         try:
@@ -171,7 +191,13 @@ def source_data(kind: str, name: str, definition: Mapping[str, Any],
 def to_api(mount: FileMount) -> dict[str, Any]:
     """The create-request entry for ``mount`` (what a client sends)."""
     name_key = "SecretName" if mount.kind == "secret" else "ConfigName"
-    return {name_key: mount.name,
-            "File": {"Name": mount.target, "UID": str(mount.uid), "GID": str(mount.gid),
-                     "Mode": mount.mode},
-            "Data": base64.b64encode(mount.data).decode()}
+    return {
+        name_key: mount.name,
+        "File": {
+            "Name": mount.target,
+            "UID": str(mount.uid),
+            "GID": str(mount.gid),
+            "Mode": mount.mode,
+        },
+        "Data": base64.b64encode(mount.data).decode(),
+    }

@@ -36,8 +36,9 @@ _FILES = "files"
 class MountStager:
     """Stages and releases the mounts of containers; ``staging`` is ``<state>/mounts``."""
 
-    def __init__(self, volumes: VolumeStore, binder: Binder, staging: Path, *,
-                 hook: OpenHook | None = None) -> None:
+    def __init__(
+        self, volumes: VolumeStore, binder: Binder, staging: Path, *, hook: OpenHook | None = None
+    ) -> None:
         self.volumes = volumes
         self.binder = binder
         self.staging = Path(staging)
@@ -50,9 +51,14 @@ class MountStager:
             raise InvalidArgument(f"invalid container id {container_id!r}")
         return self.staging / container_id
 
-    def prepare(self, container_id: str, mounts: Sequence[ResolvedMount], *,
-                rootfs: str | None = None,
-                files: Sequence[FileMount] = ()) -> tuple[MountSpec, ...]:
+    def prepare(
+        self,
+        container_id: str,
+        mounts: Sequence[ResolvedMount],
+        *,
+        rootfs: str | None = None,
+        files: Sequence[FileMount] = (),
+    ) -> tuple[MountSpec, ...]:
         """Stage ``mounts`` (from :func:`resolve_mounts`) and ``files`` for a start; returns
         the ``MountSpec`` list for the OCI spec. ``rootfs`` (the mounted container root) is
         where copy-up reads the image's content; without it nothing is copied."""
@@ -69,8 +75,9 @@ class MountStager:
             raise
         return tuple(specs)
 
-    def _one(self, base: Path, index: int, container_id: str, m: ResolvedMount,
-             rootfs: str | None) -> MountSpec:
+    def _one(
+        self, base: Path, index: int, container_id: str, m: ResolvedMount, rootfs: str | None
+    ) -> MountSpec:
         if m.type == "tmpfs":
             return MountSpec("tmpfs", m.target, read_only=m.read_only, options=m.options)
         if m.type == "bind":
@@ -98,8 +105,9 @@ class MountStager:
         try:
             return open_nofollow(m.source, create_dirs=m.create_source, hook=self.hook)
         except FileNotFoundError:
-            raise InvalidArgument(f"invalid mount config for type \"bind\": bind source path "
-                                  f"does not exist: {m.source}") from None
+            raise InvalidArgument(
+                f'invalid mount config for type "bind": bind source path does not exist: {m.source}'
+            ) from None
         except OSError as err:
             raise InvalidArgument(f"bind source {m.source}: {err.strerror}") from err
 
@@ -117,8 +125,10 @@ class MountStager:
             try:
                 return open_below(str(data), parts, m.subpath, hook=self.hook)
             except FileNotFoundError:
-                raise InvalidArgument(f"cannot access path {m.subpath} in volume "
-                                      f"{m.source}: no such file or directory") from None
+                raise InvalidArgument(
+                    f"cannot access path {m.subpath} in volume "
+                    f"{m.source}: no such file or directory"
+                ) from None
         except BaseException:
             self.volumes.unmount(m.source, container_id)
             raise
@@ -130,8 +140,9 @@ class MountStager:
             if copyup.is_empty_dir(fd):
                 copyup.copy_up(rootfs, target, fd)
         except OSError as err:
-            raise InvalidArgument(f"copying image content at {target} into the volume: "
-                                  f"{err}") from err
+            raise InvalidArgument(
+                f"copying image content at {target} into the volume: {err}"
+            ) from err
         finally:
             os.close(fd)
 

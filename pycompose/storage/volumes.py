@@ -72,9 +72,14 @@ class Volume:
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> Volume:
         """Read back :meth:`to_json`."""
-        return cls(name=str(doc["name"]), created_at=str(doc["created_at"]),
-                   labels=dict(doc.get("labels") or {}), options=dict(doc.get("options") or {}),
-                   users=tuple(doc.get("users") or ()), populated=bool(doc.get("populated")))
+        return cls(
+            name=str(doc["name"]),
+            created_at=str(doc["created_at"]),
+            labels=dict(doc.get("labels") or {}),
+            options=dict(doc.get("options") or {}),
+            users=tuple(doc.get("users") or ()),
+            populated=bool(doc.get("populated")),
+        )
 
 
 def check_name(name: str) -> None:
@@ -83,23 +88,27 @@ def check_name(name: str) -> None:
         raise InvalidArgument(
             f'create {name}: "{name}" includes invalid characters for a local volume name, '
             'only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass a host '
-            "directory, use absolute path")
+            "directory, use absolute path"
+        )
 
 
 def check_options(options: Mapping[str, str]) -> None:
     """Accept the local driver's ``type``/``device``/``o`` for tmpfs and bind; refuse the rest."""
     for key in options:
         if key not in _OPT_KEYS:
-            raise InvalidArgument(f'invalid option key: "{key}" (the local driver takes '
-                                  "type, device and o)")
+            raise InvalidArgument(
+                f'invalid option key: "{key}" (the local driver takes type, device and o)'
+            )
     if not options:
         return
     kind, device, opts = options.get("type", ""), options.get("device", ""), options.get("o", "")
     words = [w for w in opts.split(",") if w]
     if "bind" in words or "rbind" in words:
         if not device.startswith("/"):
-            raise InvalidArgument(f"local volume with o=bind needs an absolute host directory as "
-                                  f"device, got {device!r}")
+            raise InvalidArgument(
+                f"local volume with o=bind needs an absolute host directory as "
+                f"device, got {device!r}"
+            )
         if kind not in ("", "none", "bind"):
             raise InvalidArgument(f"local volume: type {kind!r} cannot be combined with o=bind")
         return
@@ -107,8 +116,10 @@ def check_options(options: Mapping[str, str]) -> None:
         return
     if not kind:
         raise InvalidArgument("local volume options need a type (tmpfs) or o=bind with a device")
-    raise InvalidArgument(f"local volume type {kind!r} (device {device!r}) is not supported: "
-                          "pycompose's local driver mounts tmpfs and bind (o=bind) volumes only")
+    raise InvalidArgument(
+        f"local volume type {kind!r} (device {device!r}) is not supported: "
+        "pycompose's local driver mounts tmpfs and bind (o=bind) volumes only"
+    )
 
 
 def _fsync_dir(path: Path) -> None:
@@ -160,8 +171,14 @@ class VolumeStore:
 
     # -- create / read ----------------------------------------------------------------------
 
-    def create(self, name: str | None = None, *, labels: Mapping[str, str] | None = None,
-               options: Mapping[str, str] | None = None, driver: str = DRIVER) -> Volume:
+    def create(
+        self,
+        name: str | None = None,
+        *,
+        labels: Mapping[str, str] | None = None,
+        options: Mapping[str, str] | None = None,
+        driver: str = DRIVER,
+    ) -> Volume:
         """Create a volume (a random 64-hex name and the anonymous label when ``name`` is
         empty). Creating an existing volume with the same options returns it, like Docker."""
         if driver not in ("", DRIVER):
@@ -179,8 +196,9 @@ class VolumeStore:
                 if options and existing.options != options:
                     raise Conflict(f"volume {name} already exists with different driver options")
                 return existing
-            volume = Volume(name, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                            labels, options)
+            volume = Volume(
+                name, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), labels, options
+            )
             tmp = self.root / f".tmp-{secrets.token_hex(8)}"
             tmp.mkdir(mode=0o700)
             (tmp / _DATA).mkdir(mode=0o755)
@@ -281,16 +299,19 @@ class VolumeStore:
                 try:
                     fd = open_nofollow(canonical(opts["device"]))
                 except FileNotFoundError as err:
-                    raise InvalidArgument(f"volume {volume.name}: bind device {opts['device']} "
-                                          "does not exist") from err
+                    raise InvalidArgument(
+                        f"volume {volume.name}: bind device {opts['device']} does not exist"
+                    ) from err
                 try:
-                    self.binder.bind_fd(fd, str(data), recursive="rbind" in words,
-                                        read_only="ro" in words)
+                    self.binder.bind_fd(
+                        fd, str(data), recursive="rbind" in words, read_only="ro" in words
+                    )
                 finally:
                     os.close(fd)
             else:
-                self.binder.mount_fs(opts["type"], opts.get("device") or opts["type"],
-                                     str(data), opts.get("o", ""))
+                self.binder.mount_fs(
+                    opts["type"], opts.get("device") or opts["type"], str(data), opts.get("o", "")
+                )
         except MountError as err:
             raise InvalidArgument(f"error while mounting volume {volume.name}: {err}") from err
 
@@ -346,8 +367,9 @@ class VolumeStore:
         assert shutil.rmtree.avoids_symlink_attacks
         shutil.rmtree(path, ignore_errors=False)
 
-    def prune(self, *, all_volumes: bool = False,
-              match: Callable[[Volume], bool] | None = None) -> tuple[builtins.list[str], int]:
+    def prune(
+        self, *, all_volumes: bool = False, match: Callable[[Volume], bool] | None = None
+    ) -> tuple[builtins.list[str], int]:
         """Remove unused volumes: anonymous ones only unless ``all_volumes`` (Docker >= 1.42),
         and only those ``match`` accepts. Returns the names removed and the bytes reclaimed.
 
@@ -373,8 +395,7 @@ class VolumeStore:
         data = self.data_dir(name)
         dev = os.lstat(data).st_dev
         for dirpath, dirnames, filenames in os.walk(data):
-            dirnames[:] = [d for d in dirnames
-                           if os.lstat(os.path.join(dirpath, d)).st_dev == dev]
+            dirnames[:] = [d for d in dirnames if os.lstat(os.path.join(dirpath, d)).st_dev == dev]
             for f in filenames:
                 with contextlib.suppress(OSError):
                     total += os.lstat(os.path.join(dirpath, f)).st_blocks * 512
@@ -396,8 +417,12 @@ def label_matches(labels: Mapping[str, str], spec: str) -> bool:
 def volume_view(volume: Volume, mountpoint: Path, usage: int | None = None) -> dict[str, Any]:
     """Docker's ``Volume`` shape; ``usage`` (bytes) fills ``UsageData`` when known."""
     doc: dict[str, Any] = {
-        "CreatedAt": volume.created_at, "Driver": DRIVER, "Labels": dict(volume.labels),
-        "Mountpoint": str(mountpoint), "Name": volume.name, "Options": dict(volume.options),
+        "CreatedAt": volume.created_at,
+        "Driver": DRIVER,
+        "Labels": dict(volume.labels),
+        "Mountpoint": str(mountpoint),
+        "Name": volume.name,
+        "Options": dict(volume.options),
         "Scope": "local",
     }
     if usage is not None:
