@@ -1,0 +1,114 @@
+"""What every ``pycompose container`` command shares: finding the engine, turning engine
+errors into docker's one-line messages, and acting on several containers in turn.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from pycompose.cli.engine_cmd import config_options
+from pycompose.engine.errors import EngineError
+from pycompose.errors import PycomposeError
+
+if TYPE_CHECKING:
+    from pycompose.engine.client import EngineClient
+    from pycompose.engine.config import EngineConfig
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class CliError(PycomposeError):
+    """A one-line error for the user, with the exit code the command ends with."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def daemon_message(err: EngineError) -> str:
+    """Docker's wording for an error answer: ``Error response from daemon: ...``."""
+    from pycompose.engine.client import EngineUnreachable
+
+    if isinstance(err, EngineUnreachable):
+        return str(err)
+    return f"Error response from daemon: {err}"
+
+
+@contextlib.contextmanager
+def daemon_errors(exit_code: int = 1) -> Iterator[None]:
+    """Translate engine and connection errors into a :class:`CliError`."""
+    try:
+        yield
+    except CliError:
+        raise
+    except EngineError as err:
+        raise CliError(daemon_message(err), exit_code) from err
+    except OSError as err:
+        raise CliError(f"error during connect: {err}", exit_code) from err
+
+
+def connect(config: EngineConfig, exit_code: int = 1) -> EngineClient:
+    """A client for the configured engine (our own is started if nothing answers)."""
+    from pycompose.engine.daemon import ensure_daemon
+
+    try:
+        return ensure_daemon(config)
+    except (EngineError, OSError) as err:
+        raise CliError(str(err), exit_code) from err
+
+
+def engine_command(exit_code: int = 1) -> Callable[[F], F]:
+    """Give a command the engine flags (``-H`` and friends) and a ready ``client`` argument;
+    engine errors end it with one line and ``exit_code``."""
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, config: EngineConfig, **kwargs: Any) -> Any:
+            client = connect(config, exit_code)
+            with daemon_errors(exit_code):
+                return func(*args, client=client, **kwargs)
+
+        return config_options(wrapper)  # type: ignore[return-value]
+
+    return decorate
+
+
+def for_each(names: Iterable[str], action: Callable[[str], None], echo: bool = True) -> None:
+    """Run ``action`` per container as docker does: report each failure on stderr, go on,
+    and exit 1 at the end if any failed; each success prints the name given."""
+    failed = False
+    for name in names:
+        try:
+            with daemon_errors():
+                action(name)
+        except CliError as err:
+            click.echo(str(err), err=True)
+            failed = True
+            continue
+        if echo:
+            click.echo(name)
+    if failed:
+        raise click.exceptions.Exit(1)
+
+
+def parse_filters(values: Iterable[str]) -> dict[str, list[str]]:
+    """``--filter key=value`` flags as the API's filters map."""
+    out: dict[str, list[str]] = {}
+    for item in values:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise click.UsageError(f"bad format of filter (expected name=value): {item}")
+        out.setdefault(key.strip().lower(), []).append(value)
+    return out
+
+
+def write_out(data: bytes) -> None:
+    """Raw bytes to stdout (flushed: output is interleaved with the engine's streams)."""
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()

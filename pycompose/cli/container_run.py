@@ -1,0 +1,384 @@
+"""``run``, ``create``, ``start``, ``attach`` and ``exec``: the commands that stream a
+container's input and output, in docker's order of API calls.
+
+``run`` creates (pulling the image when missing), attaches before it starts (so no output is
+lost), asks for the exit with ``wait`` before it starts too (``removed`` with ``--rm``),
+starts, copies the streams, and exits with the container's status. A TTY run puts the
+terminal in raw mode, forwards window sizes and restores the terminal at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from pycompose.cli.container_base import CliError, daemon_message, engine_command
+from pycompose.cli.container_opts import CreateRequest, OptionError, RunOptions, create_request
+from pycompose.engine.errors import EngineError, NotFound
+
+if TYPE_CHECKING:
+    from pycompose.engine.client import ClientResponse, EngineClient, HijackedConnection
+
+# Options end at the image (or container): what follows is the command and its own flags.
+_POSITIONAL_TAIL: dict[str, Any] = {"allow_interspersed_args": False}
+# -h is --hostname in run and create, as in docker.
+_NO_HELP_SHORT: dict[str, Any] = {"help_option_names": ["--help"], **_POSITIONAL_TAIL}
+
+
+def start_exit_code(message: str) -> int:
+    """Docker's exit code for a container that could not start: 127 for a missing command,
+    126 for one that cannot be executed, 125 for anything else."""
+    if any(s in message for s in ("executable file not found", "no such file or directory",
+                                  "system cannot find the file specified")):
+        return 127
+    if "permission denied" in message or "is a directory" in message:
+        return 126
+    return 125
+
+
+def terminal_size() -> tuple[int, int]:
+    """``(rows, cols)`` of the terminal on stdout or stdin, ``(0, 0)`` without one."""
+    for fd in (1, 0):
+        with contextlib.suppress(OSError):
+            size = os.get_terminal_size(fd)
+            return size.lines, size.columns
+    return 0, 0
+
+
+def check_tty(tty: bool, interactive: bool) -> None:
+    """Docker refuses ``-it`` when stdin is not a terminal."""
+    if tty and interactive and not os.isatty(0):
+        raise CliError("the input device is not a TTY", 1)
+
+
+# -- pulling ------------------------------------------------------------------------------------
+
+
+def pull_image(client: EngineClient, image: str, platform: str | None) -> None:
+    """Pull ``image``, printing docker's progress lines on stderr."""
+    from pycompose.cli.image_cmd import registry_auth_header
+    from pycompose.engine.images.reference import Reference, parse_reference
+
+    try:
+        ref = parse_reference(image)
+    except EngineError as err:
+        raise CliError(f"invalid reference format: {err}", 125) from err
+    query = {"fromImage": str(Reference(ref.domain, ref.path, None, None)),
+             "tag": ref.digest or ref.tag, "platform": platform or None}
+    with client.stream("POST", "/images/create", query=query,
+                       headers=registry_auth_header(image)) as resp:
+        for event in resp.iter_json():
+            if not isinstance(event, dict) or "status" not in event:
+                continue
+            if event.get("progressDetail") and event["status"] in ("Downloading", "Extracting"):
+                continue  # a bar: docker leaves those out when stderr is not a terminal
+            ident = event.get("id")
+            click.echo(f"{ident}: {event['status']}" if ident else event["status"], err=True)
+
+
+def create_container(client: EngineClient, req: CreateRequest, image: str, pull: str,
+                     platform: str | None) -> str:
+    """Create the container, pulling the image first (``--pull``) or when it is missing."""
+    if pull == "always":
+        pull_image(client, image, platform)
+    try:
+        result = client.post("/containers/create", body=req.body, query=req.query)
+    except NotFound as err:
+        if pull != "missing" or "image" not in str(err).lower():
+            raise
+        shown = image if ":" in image.rsplit("/", 1)[-1] or "@" in image else f"{image}:latest"
+        click.echo(f"Unable to find image '{shown}' locally", err=True)
+        pull_image(client, image, platform)
+        result = client.post("/containers/create", body=req.body, query=req.query)
+    for warning in result.get("Warnings") or []:
+        click.echo(f"WARNING: {warning}", err=True)
+    return str(result["Id"])
+
+
+# -- streaming ----------------------------------------------------------------------------------
+
+
+def open_wait(client: EngineClient, cid: str, condition: str) -> ClientResponse:
+    """Ask for the container's exit now; the answer is read later by :func:`wait_result`."""
+    return client.request("POST", f"/containers/{cid}/wait", query={"condition": condition},
+                          timeout=None)
+
+
+def wait_result(resp: ClientResponse) -> int:
+    """The exit status from a wait answer (125 when the engine reports an error)."""
+    with resp:
+        result = resp.json() or {}
+    error = result.get("Error") or {}
+    if error.get("Message"):
+        click.echo(f"Error waiting for container: {error['Message']}", err=True)
+        return 125
+    return int(result.get("StatusCode", 0))
+
+
+@contextlib.contextmanager
+def proxy_signals(client: EngineClient, cid: str, enabled: bool) -> Iterator[None]:
+    """Forward SIGINT/SIGTERM/SIGHUP... to the container while attached (docker's sig-proxy)."""
+    if not enabled:
+        yield
+        return
+    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+            signal.SIGUSR2)
+
+    def forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(EngineError, OSError):
+            client.post(f"/containers/{cid}/kill",
+                        query={"signal": signal.Signals(signum).name})
+
+    old = {s: signal.signal(s, forward) for s in sigs}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def resizer(client: EngineClient, path: str) -> Callable[[int, int], None]:
+    """A window-size callback that tells the engine (errors ignored: it may have exited)."""
+
+    def resize(rows: int, cols: int) -> None:
+        with contextlib.suppress(EngineError, OSError):
+            client.post(path, query={"h": rows, "w": cols})
+
+    return resize
+
+
+def pump(conn: HijackedConnection, *, stdin: bool, on_resize: Callable[[int, int], None] | None,
+         ) -> None:
+    """Copy stdin to the connection and its output to stdout/stderr until it ends."""
+    from pycompose.engine.client import passthrough
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    passthrough(conn, stdin_fd=0 if stdin else None, stdout_fd=1, stderr_fd=2,
+                on_resize=on_resize if conn.tty else None)
+
+
+def attach_and_start(client: EngineClient, cid: str, *, tty: bool, stdin: bool, condition: str,
+                     sig_proxy: bool, start: bool = True) -> int:
+    """Attach, register the wait, start, stream until the end, and return the exit status."""
+    conn = client.hijack(f"/containers/{cid}/attach",
+                         query={"stream": True, "stdin": stdin, "stdout": True, "stderr": True},
+                         tty=tty)
+    with conn:
+        waiter = open_wait(client, cid, condition)
+        if start:
+            try:
+                client.post(f"/containers/{cid}/start")
+            except EngineError as err:
+                waiter.close()
+                raise CliError(daemon_message(err), start_exit_code(str(err))) from err
+        with proxy_signals(client, cid, sig_proxy and not tty):
+            pump(conn, stdin=stdin, on_resize=resizer(client, f"/containers/{cid}/resize"))
+    return wait_result(waiter)
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+
+def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The flags ``run`` and ``create`` share (docker's names)."""
+    opts = [
+        click.argument("image"),
+        click.argument("command", nargs=-1, type=click.UNPROCESSED),
+        click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open."),
+        click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY."),
+        click.option("--name", help="Assign a name to the container."),
+        click.option("--rm", is_flag=True, help="Remove the container when it exits."),
+        click.option("-e", "--env", multiple=True, help="Set environment variables."),
+        click.option("--env-file", multiple=True, help="Read in a file of environment variables."),
+        click.option("-v", "--volume", multiple=True, help="Bind mount a volume."),
+        click.option("--mount", multiple=True, help="Attach a filesystem mount."),
+        click.option("--tmpfs", multiple=True, help="Mount a tmpfs directory."),
+        click.option("-p", "--publish", multiple=True, help="Publish a container's port(s)."),
+        click.option("-P", "--publish-all", is_flag=True, help="Publish all exposed ports."),
+        click.option("--network", "--net", "network", help="Connect to a network."),
+        click.option("--entrypoint", help="Overwrite the default ENTRYPOINT of the image."),
+        click.option("-w", "--workdir", default="", help="Working directory inside."),
+        click.option("-u", "--user", default="", help="Username or UID (name|uid[:group|gid])."),
+        click.option("--init", is_flag=True, help="Run an init inside the container."),
+        click.option("--restart", default="no", help="Restart policy."),
+        click.option("-l", "--label", multiple=True, help="Set meta data on a container."),
+        click.option("-h", "--hostname", default="", help="Container host name."),
+        click.option("--cap-add", multiple=True, help="Add Linux capabilities."),
+        click.option("--cap-drop", multiple=True, help="Drop Linux capabilities."),
+        click.option("--privileged", is_flag=True, help="Give extended privileges."),
+        click.option("--read-only", is_flag=True, help="Mount the root filesystem read-only."),
+        click.option("-m", "--memory", help="Memory limit."),
+        click.option("--cpus", help="Number of CPUs."),
+        click.option("--pids-limit", type=int, help="Tune container pids limit (-1 unlimited)."),
+        click.option("--ulimit", multiple=True, help="Ulimit options."),
+        click.option("--security-opt", multiple=True, help="Security options."),
+        click.option("--add-host", multiple=True, help="Add a custom host-to-IP mapping."),
+        click.option("--dns", multiple=True, help="Set custom DNS servers."),
+        click.option("--link", multiple=True, help="Add link to another container."),
+        click.option("--stop-signal", help="Signal to stop the container."),
+        click.option("--stop-timeout", type=int, help="Timeout (in seconds) to stop."),
+        click.option("--shm-size", help="Size of /dev/shm."),
+        click.option("--platform", help="Set platform if server is multi-platform capable."),
+        click.option("--pull", default="missing", help='Pull image before running '
+                     '("always", "missing", "never").'),
+    ]
+    for opt in reversed(opts):
+        func = opt(func)
+    return func
+
+
+def _options(kwargs: dict[str, Any], detach: bool) -> RunOptions:
+    tty = bool(kwargs["tty"])
+    return RunOptions(detach=detach, console_size=terminal_size() if tty else (0, 0), **kwargs)
+
+
+@click.command("run", context_settings=_NO_HELP_SHORT)
+@engine_command(exit_code=125)
+@run_options
+@click.option("-d", "--detach", is_flag=True, help="Run in background and print its ID.")
+@click.option("--sig-proxy/--no-sig-proxy", default=True, help="Proxy received signals.")
+def run(client: EngineClient, detach: bool, sig_proxy: bool, **kwargs: Any) -> None:
+    """Create and run a new container from an image."""
+    opts = _options(kwargs, detach)
+    if not detach:
+        check_tty(opts.tty, opts.interactive)
+    req = _request(opts)
+    cid = create_container(client, req, opts.image, opts.pull, opts.platform)
+    if detach:
+        try:
+            client.post(f"/containers/{cid}/start")
+        except EngineError as err:
+            raise CliError(daemon_message(err), start_exit_code(str(err))) from err
+        click.echo(cid)
+        return
+    code = attach_and_start(client, cid, tty=opts.tty, stdin=opts.interactive,
+                            condition="removed" if opts.rm else "next-exit",
+                            sig_proxy=sig_proxy)
+    raise click.exceptions.Exit(code)
+
+
+def _request(opts: RunOptions) -> CreateRequest:
+    try:
+        return create_request(opts)
+    except OptionError as err:
+        raise CliError(str(err), 125) from err
+
+
+@click.command("create", context_settings=_NO_HELP_SHORT)
+@engine_command(exit_code=125)
+@run_options
+def create(client: EngineClient, **kwargs: Any) -> None:
+    """Create a new container (printing its ID) without starting it."""
+    opts = _options(kwargs, detach=False)
+    req = _request(opts)
+    click.echo(create_container(client, req, opts.image, opts.pull, opts.platform))
+
+
+@click.command("start")
+@engine_command()
+@click.argument("containers", nargs=-1, required=True)
+@click.option("-a", "--attach", is_flag=True, help="Attach STDOUT/STDERR and forward signals.")
+@click.option("-i", "--interactive", is_flag=True, help="Attach container's STDIN.")
+def start(client: EngineClient, containers: tuple[str, ...], attach: bool,
+          interactive: bool) -> None:
+    """Start one or more stopped containers."""
+    from pycompose.cli.container_base import for_each
+
+    if attach or interactive:
+        if len(containers) > 1:
+            raise CliError("you cannot start and attach multiple containers at once")
+        info = client.get(f"/containers/{containers[0]}/json")
+        config = info.get("Config") or {}
+        stdin = interactive and bool(config.get("OpenStdin"))
+        code = attach_and_start(client, info["Id"], tty=bool(config.get("Tty")), stdin=stdin,
+                                condition="next-exit", sig_proxy=True)
+        raise click.exceptions.Exit(code)
+    for_each(containers, lambda name: client.post(f"/containers/{name}/start"))
+
+
+@click.command("attach")
+@engine_command()
+@click.argument("container")
+@click.option("--no-stdin", is_flag=True, help="Do not attach STDIN.")
+@click.option("--sig-proxy/--no-sig-proxy", default=True, help="Proxy received signals.")
+def attach(client: EngineClient, container: str, no_stdin: bool, sig_proxy: bool) -> None:
+    """Attach the terminal to a running container's input and output."""
+    info = client.get(f"/containers/{container}/json")
+    state = info.get("State") or {}
+    if not state.get("Running"):
+        raise CliError("You cannot attach to a stopped container, start it first")
+    if state.get("Paused"):
+        raise CliError("You cannot attach to a paused container, unpause it first")
+    config = info.get("Config") or {}
+    tty = bool(config.get("Tty"))
+    stdin = not no_stdin and bool(config.get("OpenStdin"))
+    check_tty(tty, stdin)
+    code = attach_and_start(client, info["Id"], tty=tty, stdin=stdin, condition="not-running",
+                            sig_proxy=sig_proxy, start=False)
+    raise click.exceptions.Exit(code)
+
+
+@click.command("exec", context_settings=_POSITIONAL_TAIL)
+@engine_command(exit_code=126)
+@click.argument("container")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("-d", "--detach", is_flag=True, help="Detached mode: run in the background.")
+@click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open.")
+@click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY.")
+@click.option("-e", "--env", multiple=True, help="Set environment variables.")
+@click.option("--env-file", multiple=True, help="Read in a file of environment variables.")
+@click.option("-u", "--user", default="", help="Username or UID.")
+@click.option("-w", "--workdir", default="", help="Working directory inside the container.")
+@click.option("--privileged", is_flag=True, help="Give extended privileges to the command.")
+def exec_(client: EngineClient, container: str, command: tuple[str, ...], detach: bool,
+          interactive: bool, tty: bool, env: tuple[str, ...], env_file: tuple[str, ...],
+          user: str, workdir: str, privileged: bool) -> None:
+    """Execute a command in a running container."""
+    from pycompose.cli.container_opts import parse_env, parse_env_file
+
+    if not detach:
+        check_tty(tty, interactive)
+    try:
+        envs = [line for p in env_file for line in parse_env_file(p, os.environ)]
+        envs += parse_env(env, os.environ)
+    except OptionError as err:
+        raise CliError(str(err), 1) from err
+    body: dict[str, Any] = {
+        "User": user, "Privileged": privileged, "Tty": tty,
+        "AttachStdin": interactive and not detach, "AttachStderr": not detach,
+        "AttachStdout": not detach, "Detach": detach, "DetachKeys": "", "Env": envs or None,
+        "WorkingDir": workdir, "Cmd": list(command),
+    }
+    if tty:
+        body["ConsoleSize"] = list(terminal_size())
+    try:
+        exec_id = client.post(f"/containers/{container}/exec", body=body)["Id"]
+    except EngineError as err:
+        raise CliError(daemon_message(err), 1) from err
+    if detach:
+        client.post(f"/exec/{exec_id}/start", body={"Detach": True, "Tty": tty})
+        return
+    with client.hijack(f"/exec/{exec_id}/start", body={"Detach": False, "Tty": tty},
+                       tty=tty) as conn:
+        pump(conn, stdin=interactive, on_resize=resizer(client, f"/exec/{exec_id}/resize"))
+    info = client.get(f"/exec/{exec_id}/json")
+    raise click.exceptions.Exit(int(info.get("ExitCode") or 0))
+
+
+def pump_frames(resp: ClientResponse, *, tty: bool, stdout_fd: int, stderr_fd: int,
+                write: Callable[[int, Any], int]) -> None:
+    """Copy a logs stream to the two descriptors (demultiplexed unless ``tty``)."""
+    from pycompose.engine.api.streams import STDERR
+
+    for stream, data in resp.iter_frames(tty=tty):
+        fd = stderr_fd if stream == STDERR else stdout_fd
+        view = memoryview(data)
+        while view:
+            view = view[write(fd, view):]
