@@ -15,7 +15,6 @@ the unit tests check the hand-made messages with dnspython.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import fcntl
 import logging
@@ -433,9 +432,7 @@ class DnsService:
         )
         self._endpoints[key] = endpoint  # reserve the key while the thread works
         try:
-            udp, tcp = await _on_fresh_thread(
-                lambda: self._opener.open(netns_path), _close_pair
-            )
+            udp, tcp = await _on_fresh_thread(lambda: self._opener.open(netns_path), _close_pair)
         except BaseException:
             del self._endpoints[key]
             raise

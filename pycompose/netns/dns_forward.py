@@ -170,9 +170,7 @@ class Forwarder:
         self._in_flight = 0
         self._max_in_flight = max_in_flight
 
-    async def forward(
-        self, query: bytes, upstreams: Sequence[Upstream], tcp: bool
-    ) -> bytes | None:
+    async def forward(self, query: bytes, upstreams: Sequence[Upstream], tcp: bool) -> bytes | None:
         """The upstream's reply with the client's id restored, or None if none answered.
 
         Too many queries in flight (a flood) also gives None rather than queueing.

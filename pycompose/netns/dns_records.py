@@ -59,7 +59,8 @@ def normalise(name: str) -> str:
 
 
 def _check_name(what: str, name: str) -> None:
-    if not name or len(name) > 253 or any(not part or len(part) > 63 for part in name.split(".")):
+    bare = normalise(name)
+    if not bare or len(bare) > 253 or any(not part or len(part) > 63 for part in bare.split(".")):
         raise DnsError(f"DNS {what} {name!r} is not a valid DNS name")
 
 
