@@ -131,7 +131,11 @@ async def _clean_runtime_state(mgr: ContainerManager, alive: set[str]) -> None:
     for name in stale:
         with contextlib.suppress(EngineError):
             await runtime.delete(name, force=True)
-            log.info("removed stale runtime state of %s", name[:12])
+        leftover = root / name
+        if leftover.is_dir() and not leftover.is_symlink():
+            # State the runtime itself cannot load any more (torn by the crash): our own dir.
+            await asyncio.to_thread(shutil.rmtree, leftover, True)
+        log.info("removed stale runtime state of %s", name[:12])
 
 
 def _now_ns() -> int:

@@ -1,0 +1,211 @@
+"""The containers API through our own client: bad input, wait conditions, logs options, pause,
+rename, kill, /info counts, and a daemon SIGKILLed with containers running."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from pycompose.engine.client import EngineClient
+from pycompose.engine.errors import Conflict, InvalidArgument, NotFound
+from tests.fixtures.engine import REPO, EngineProcess, start_engine, stop_engine
+from tests.integration.test_containers_docker_cli import leftovers, load_busybox
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture
+def engine(busybox_layout: pathlib.Path) -> Iterator[EngineProcess]:
+    eng = start_engine(components=())
+    try:
+        load_busybox(eng, busybox_layout)
+        yield eng
+        client = eng.client()
+        for c in client.get("/containers/json", query={"all": 1}):
+            client.delete(f"/containers/{c['Id']}", query={"force": 1})
+        assert leftovers(eng) == []
+    finally:
+        stop_engine(eng)
+
+
+def create(client: EngineClient, *cmd: str, name: str | None = None, **extra: Any) -> str:
+    body: dict[str, Any] = {"Image": "busybox", "Cmd": list(cmd), **extra}
+    query = {"name": name} if name else None
+    return str(client.post("/containers/create", body, query=query)["Id"])
+
+
+def run(client: EngineClient, *cmd: str, **extra: Any) -> str:
+    cid = create(client, *cmd, **extra)
+    client.post(f"/containers/{cid}/start")
+    return cid
+
+
+def wait(client: EngineClient, cid: str, condition: str = "not-running") -> dict[str, Any]:
+    result: dict[str, Any] = client.post(f"/containers/{cid}/wait",
+                                         query={"condition": condition})  # fmt: skip
+    return result
+
+
+def logs(client: EngineClient, cid: str, **query: Any) -> list[tuple[int, bytes]]:
+    q = {"stdout": 1, "stderr": 1, **query}
+    with client.stream("GET", f"/containers/{cid}/logs", query=q) as resp:
+        return list(resp.iter_frames(tty=False))
+
+
+def test_bad_create_requests_name_the_field(engine: EngineProcess) -> None:
+    client = engine.client()
+    with pytest.raises(InvalidArgument, match="malformed JSON"):
+        client.request("POST", "/containers/create", data=b'{"Image": "busybox",',
+                       headers={"Content-Type": "application/json"})  # fmt: skip
+    with pytest.raises(InvalidArgument, match="unknown field Bogus"):
+        create(client, "true", Bogus=1)
+    with pytest.raises(InvalidArgument, match="unknown field HostConfig.Nope"):
+        create(client, "true", HostConfig={"Nope": True})
+    with pytest.raises(InvalidArgument, match="HostConfig.PortBindings"):
+        create(client, "true", HostConfig={"PortBindings": {"80/tcp": [{"HostPort": "8080"}]}})
+    with pytest.raises(InvalidArgument, match="Healthcheck"):
+        create(client, "true", Healthcheck={"Test": ["CMD", "true"]})
+    with pytest.raises(InvalidArgument, match="network mynet not found"):
+        create(client, "true", HostConfig={"NetworkMode": "mynet"})
+    with pytest.raises(InvalidArgument, match="Invalid container name"):
+        create(client, "true", name="bad/name")
+    with pytest.raises(NotFound, match="No such image: nosuch:latest"):
+        client.post("/containers/create", {"Image": "nosuch", "Cmd": ["true"]})
+    with pytest.raises(InvalidArgument, match="invalid signal"):
+        cid = run(client, "sleep", "100")
+        client.post(f"/containers/{cid}/kill", query={"signal": "SIGNOPE"})
+    assert client.get("/containers/json", query={"all": 1})[0]["Id"] == cid
+    create(client, "true", name="taken")
+    with pytest.raises(Conflict, match='name "/taken" is already in use'):
+        create(client, "true", name="taken")
+
+
+def test_start_failure_is_reported_and_released(engine: EngineProcess) -> None:
+    client = engine.client()
+    cid = create(client, "/no/such/binary")
+    with pytest.raises(Exception, match="no such file|not found"):
+        client.post(f"/containers/{cid}/start")
+    state = client.get(f"/containers/{cid}/json")["State"]
+    assert state["Status"] == "created" and state["ExitCode"] == 127 and state["Error"]
+    assert not any("merged" in x for x in leftovers(engine))
+
+
+def test_wait_logs_options_and_image_config_merge(engine: EngineProcess) -> None:
+    client = engine.client()
+    script = "echo one; echo two >&2; echo $FOO $PATH; pwd; exit 3"
+    cid = create(client, "sh", "-c", script, Env=["FOO=bar"], WorkingDir="/tmp")
+    fut = subprocess.Popen([sys.executable, "-c", (
+        "import sys, json; sys.path.insert(0, %r)\n"
+        "from pycompose.engine.client import EngineClient\n"
+        "c = EngineClient(%r, timeout=30)\n"
+        "print(json.dumps(c.post('/containers/%s/wait', query={'condition': 'next-exit'})))"
+    ) % (str(REPO), str(engine.config.socket_path), cid)], stdout=subprocess.PIPE)
+    time.sleep(0.5)
+    client.post(f"/containers/{cid}/start")
+    out, _ = fut.communicate(timeout=30)
+    assert json.loads(out) == {"StatusCode": 3, "Error": None}
+    assert wait(client, cid) == {"StatusCode": 3, "Error": None}
+    frames = logs(client, cid)
+    assert (1, b"one\n") in frames and (2, b"two\n") in frames
+    assert (1, b"bar /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n") in frames
+    stdout = [f for f in frames if f[0] == 1]
+    assert stdout[-1] == (1, b"/tmp\n")  # across streams the order is the pipes' race
+    assert logs(client, cid, stderr=0) == stdout
+    assert logs(client, cid, stderr=0, tail=1) == [stdout[-1]]
+    stamped = logs(client, cid, timestamps=1, tail=1, stderr=0)[0][1]
+    assert stamped.endswith(b"Z /tmp\n") and stamped[:4].isdigit()
+    info = client.get(f"/containers/{cid}/json")
+    assert info["Config"]["Env"][0] == "FOO=bar" and info["Config"]["Cmd"][0] == "sh"
+    assert info["State"]["FinishedAt"] > info["State"]["StartedAt"] > info["Created"]
+    with pytest.raises(InvalidArgument, match="choose at least one stream"):
+        client.get(f"/containers/{cid}/logs")
+
+
+def test_pause_unpause_rename_kill_and_info(engine: EngineProcess) -> None:
+    client = engine.client()
+    cid = run(client, "sh", "-c", "trap 'exit 143' TERM; while true; do sleep 0.1; done",
+              name="first")
+    client.post(f"/containers/{cid}/pause")
+    assert client.get(f"/containers/{cid}/json")["State"]["Status"] == "paused"
+    info = client.info()
+    assert (info["Containers"], info["ContainersPaused"], info["ContainersRunning"]) == (1, 1, 0)
+    with pytest.raises(Conflict):
+        client.post(f"/containers/{cid}/pause")
+    client.post(f"/containers/{cid}/unpause")
+    client.post(f"/containers/{cid}/rename", query={"name": "second"})
+    assert client.get("/containers/second/json")["Id"] == cid
+    with pytest.raises(NotFound):
+        client.get("/containers/first/json")
+    client.post(f"/containers/{cid}/kill", query={"signal": "TERM"})
+    assert wait(client, cid) == {"StatusCode": 143, "Error": None}
+    with pytest.raises(Conflict, match="is not running"):
+        client.post(f"/containers/{cid}/kill")
+    info = client.info()
+    assert (info["ContainersStopped"], info["ContainersRunning"]) == (1, 0)
+
+
+def test_container_network_none_has_only_lo(engine: EngineProcess) -> None:
+    client = engine.client()
+    for mode in ("none", "default", "bridge"):
+        cid = run(client, "sh", "-c", "ls /sys/class/net; hostname; cat /etc/hostname",
+                  HostConfig={"NetworkMode": mode})  # fmt: skip
+        assert wait(client, cid)["StatusCode"] == 0
+        out = b"".join(d for _, d in logs(client, cid)).decode().split()
+        assert out == ["lo", cid[:12], cid[:12]]
+        client.delete(f"/containers/{cid}")
+
+
+def _respawn(engine: EngineProcess) -> None:
+    """Start the daemon again on the same root and runtime dir."""
+    argv = [sys.executable, "-m", "pycompose.cli.main", "engine", "serve",
+            *engine.config.serve_args()]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with open(engine.log_path, "ab") as log:
+        engine.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                          stderr=log, env=env, cwd=REPO)  # fmt: skip
+    client = engine.client()
+    deadline = time.monotonic() + 15
+    while not client.ping():
+        assert time.monotonic() < deadline, engine.log()
+        time.sleep(0.02)
+
+
+def test_daemon_sigkill_then_readopt(engine: EngineProcess) -> None:
+    client = engine.client()
+    counter = run(client, "sh", "-c",
+                  "i=0; while [ $i -lt 30 ]; do echo line $i; i=$((i+1)); sleep 0.1; done",
+                  name="counter")  # fmt: skip
+    sleeper = run(client, "sleep", "100", name="sleeper")
+    quitter = run(client, "sh", "-c", "sleep 0.5; exit 9", name="quitter")
+    pid = client.get(f"/containers/{sleeper}/json")["State"]["Pid"]
+    time.sleep(0.3)
+    engine.process.send_signal(signal.SIGKILL)
+    engine.process.wait(10)
+    debris = engine.config.root / "containers" / ("ab" * 32)
+    debris.mkdir()
+    (debris / "junk").write_text("half-created")
+    (engine.config.runtime_dir / "runc" / "torn-state").mkdir(parents=True)
+    time.sleep(1.0)  # the quitter exits while no daemon runs
+    assert pathlib.Path(f"/proc/{pid}").exists()
+    _respawn(engine)
+    client = engine.client()
+    state = client.get(f"/containers/{sleeper}/json")["State"]
+    assert state["Status"] == "running" and state["Pid"] == pid
+    quit_state = client.get(f"/containers/{quitter}/json")["State"]
+    assert quit_state["Status"] == "exited" and quit_state["ExitCode"] == 9
+    assert wait(client, counter) == {"StatusCode": 0, "Error": None}
+    lines = b"".join(d for _, d in logs(client, counter)).decode().splitlines()
+    assert lines == [f"line {i}" for i in range(30)]
+    assert not debris.exists()
+    assert not (engine.config.runtime_dir / "runc" / "torn-state").exists()
+    client.delete(f"/containers/{sleeper}", query={"force": 1})
+    assert not pathlib.Path(f"/proc/{pid}").exists()
