@@ -3,12 +3,12 @@ rename, kill, /info counts, and a daemon SIGKILLed with containers running."""
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -68,9 +68,9 @@ def test_bad_create_requests_name_the_field(engine: EngineProcess) -> None:
                        headers={"Content-Type": "application/json"})  # fmt: skip
     with pytest.raises(InvalidArgument, match="unknown field Bogus"):
         create(client, "true", Bogus=1)
-    with pytest.raises(InvalidArgument, match="unknown field HostConfig.Nope"):
+    with pytest.raises(InvalidArgument, match=r"unknown field HostConfig\.Nope"):
         create(client, "true", HostConfig={"Nope": True})
-    with pytest.raises(InvalidArgument, match="HostConfig.PortBindings"):
+    with pytest.raises(InvalidArgument, match=r"HostConfig\.PortBindings"):
         create(client, "true", HostConfig={"PortBindings": {"80/tcp": [{"HostPort": "8080"}]}})
     with pytest.raises(InvalidArgument, match="Healthcheck"):
         create(client, "true", Healthcheck={"Test": ["CMD", "true"]})
@@ -92,7 +92,7 @@ def test_bad_create_requests_name_the_field(engine: EngineProcess) -> None:
 def test_start_failure_is_reported_and_released(engine: EngineProcess) -> None:
     client = engine.client()
     cid = create(client, "/no/such/binary")
-    with pytest.raises(Exception, match="no such file|not found"):
+    with pytest.raises(Exception, match=r"no such file|not found"):
         client.post(f"/containers/{cid}/start")
     state = client.get(f"/containers/{cid}/json")["State"]
     assert state["Status"] == "created" and state["ExitCode"] == 127 and state["Error"]
@@ -103,16 +103,13 @@ def test_wait_logs_options_and_image_config_merge(engine: EngineProcess) -> None
     client = engine.client()
     script = "echo one; echo two >&2; echo $FOO $PATH; pwd; exit 3"
     cid = create(client, "sh", "-c", script, Env=["FOO=bar"], WorkingDir="/tmp")
-    fut = subprocess.Popen([sys.executable, "-c", (
-        "import sys, json; sys.path.insert(0, %r)\n"
-        "from pycompose.engine.client import EngineClient\n"
-        "c = EngineClient(%r, timeout=30)\n"
-        "print(json.dumps(c.post('/containers/%s/wait', query={'condition': 'next-exit'})))"
-    ) % (str(REPO), str(engine.config.socket_path), cid)], stdout=subprocess.PIPE)
+    results: list[dict[str, Any]] = []
+    waiter = threading.Thread(target=lambda: results.append(wait(client, cid, "next-exit")))
+    waiter.start()
     time.sleep(0.5)
     client.post(f"/containers/{cid}/start")
-    out, _ = fut.communicate(timeout=30)
-    assert json.loads(out) == {"StatusCode": 3, "Error": None}
+    waiter.join(30)
+    assert results == [{"StatusCode": 3, "Error": None}]
     assert wait(client, cid) == {"StatusCode": 3, "Error": None}
     frames = logs(client, cid)
     assert (1, b"one\n") in frames and (2, b"two\n") in frames
