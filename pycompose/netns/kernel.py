@@ -169,7 +169,11 @@ class LinuxKernel:
                 master = ipr.link_lookup(ifname=spec.bridge)[0]
                 index = ipr.link_lookup(ifname=spec.host_name)[0]
                 _write_sysctl(f"/proc/sys/net/ipv6/conf/{spec.host_name}/accept_ra", "0")
-                ipr.link("set", index=index, master=master, state="up")
+                ipr.link("set", index=index, master=master)
+                # A container reaching its own published port through a host address comes
+                # back in on the port it left by (bridged DNAT): needs hairpin mode.
+                _write_sysctl(f"/sys/class/net/{spec.host_name}/brport/hairpin_mode", "1")
+                ipr.link("set", index=index, state="up")
             netnsfs.run_in_netns(spec.netns_path, lambda: _configure_inside(spec))
         except (NetlinkError, OSError) as err:
             self.delete_link(spec.host_name)

@@ -93,8 +93,13 @@ def _masquerade_rules(b: _Builder, net: NatNetwork) -> None:
                    _match(oif, net.bridge, "!="), {"masquerade": None})  # fmt: skip
     b.rule("postrouting", _match(_ip_field(4, "saddr"), _prefix("127.0.0.0/8")),
            _match(oif, net.bridge), {"masquerade": None})  # fmt: skip
-    b.rule("postrouting", _match(iif, net.bridge), _match(oif, net.bridge),
-           _match({"ct": {"key": "status"}}, "dnat", "in"), {"masquerade": None})  # fmt: skip
+    # Hairpin: DNAT'd from the network back into it. Matched on addresses, not devices: with
+    # br_netfilter the packet is bridged (not routed) back and has no input device here.
+    for cidr in net.subnets:
+        version = ipaddress.ip_network(cidr).version
+        b.rule("postrouting", _match(_ip_field(version, "saddr"), _prefix(cidr)),
+               _match(_ip_field(version, "daddr"), _prefix(cidr)),
+               _match({"ct": {"key": "status"}}, "dnat", "in"), {"masquerade": None})  # fmt: skip
 
 
 def _filter_rules(b: _Builder, net: NatNetwork, prefix: str) -> None:
