@@ -85,7 +85,7 @@ class _Builder:
 
 
 def _masquerade_rules(b: _Builder, net: NatNetwork) -> None:
-    iif, oif = _meta("iifname"), _meta("oifname")
+    oif = _meta("oifname")
     if not net.internal and net.masquerade:
         for cidr in net.subnets:
             version = ipaddress.ip_network(cidr).version

@@ -183,8 +183,8 @@ def outside(env: Env) -> Iterator[tuple[Path, str]]:
     from pycompose.netns import netnsfs
 
     netnsfs.create_netns(ns)
-    host_if, pool = f"zo{secrets.token_hex(3)}", ipaddress.ip_network(env.config.subnet_pool[0])
-    link = list(pool.subnets(new_prefix=30))[-1]
+    host_if = f"zo{secrets.token_hex(3)}"
+    link = list(ipaddress.IPv4Network(env.config.subnet_pool[0]).subnets(new_prefix=30))[-1]
     host_ip, out_ip = str(link.network_address + 1), str(link.network_address + 2)
     subprocess.run(["ip", "link", "add", host_if, "type", "veth", "peer", "name", "eth0",
                     "netns", str(ns)], check=True)  # fmt: skip
