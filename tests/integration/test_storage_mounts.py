@@ -151,7 +151,7 @@ def test_symlink_swapped_after_open_mounts_the_original(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("target", ["/proc", "/sys", "/dev", "/proc/self", "/sys/kernel"])
 def test_runtime_targets_refused(kit: Kit, target: str) -> None:
-    with pytest.raises(InvalidArgument, match="not allowed|cannot mount"):
+    with pytest.raises(InvalidArgument, match=r"not allowed|cannot mount"):
         resolve_mounts(
             {"Binds": [f"{kit.base}:{target}"]}, None, container_id="c1", volumes=kit.volumes
         )
