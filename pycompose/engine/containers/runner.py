@@ -319,8 +319,8 @@ class Runner:
 
     async def delete_runtime_state(self, record: ContainerRecord) -> None:
         """Drop the runtime's state of a stopped container (the monitor normally did)."""
-        if self._runtime is None:
-            return
+        if self._runtime is None or not (self.runtime_root / record.id).exists():
+            return  # the monitor deletes the state when the container exits: no runc call
         runtime, _ = await self.runtime()
         with contextlib.suppress(EngineError):
             await runtime.delete(record.id, force=True)
