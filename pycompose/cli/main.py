@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "config": "pycompose.cli.config_cmd:config",
     "engine": "pycompose.cli.engine_cmd:engine",
     "image": "pycompose.cli.image_cmd:image",
+    "network": "pycompose.cli.network_cmd:network",
     "images": "pycompose.cli.image_cmd:ls",
     "pull": "pycompose.cli.image_cmd:pull",
     "push": "pycompose.cli.image_cmd:push",

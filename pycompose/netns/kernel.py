@@ -73,6 +73,10 @@ class Kernel(Protocol):
         """Remove a namespace file; False if it did not exist."""
         ...
 
+    def netns_in_use(self, paths: list[Path]) -> set[str]:
+        """Names of the namespace files that some process is running in."""
+        ...
+
     def nft(self, commands: list[dict[str, Any]]) -> None:
         """Apply nftables JSON commands in one transaction."""
         ...
@@ -209,6 +213,9 @@ class LinuxKernel:
     def delete_netns(self, path: Path) -> bool:
         return netnsfs.delete_netns(path)
 
+    def netns_in_use(self, paths: list[Path]) -> set[str]:
+        return netnsfs.namespaces_in_use(paths)
+
     def _run_nft(self, args: list[str], stdin: str | None = None) -> str:
         try:
             proc = subprocess.run(
@@ -256,6 +263,7 @@ class FakeKernel:
     links: dict[str, str] = field(default_factory=dict)  # name -> kind ("bridge", "veth")
     namespaces: dict[str, dict[str, VethSpec]] = field(default_factory=dict)
     tables: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    busy: set[str] = field(default_factory=set)  # namespace file names with a live process
     calls: list[tuple[Any, ...]] = field(default_factory=list)
     fail: Callable[[str], Exception | None] = field(default=lambda op: None)
 
@@ -307,16 +315,22 @@ class FakeKernel:
 
     def create_netns(self, path: Path) -> None:
         self._record("create_netns", str(path))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()  # the file is real so that directory scans (gc) see it
         self.namespaces[str(path)] = {}
 
     def delete_netns(self, path: Path) -> bool:
         self._record("delete_netns", str(path))
+        path.unlink(missing_ok=True)
         ns = self.namespaces.pop(str(path), None)
         if ns is None:
             return False
         for spec in ns.values():
             self.links.pop(spec.host_name, None)
         return True
+
+    def netns_in_use(self, paths: list[Path]) -> set[str]:
+        return {p.name for p in paths if p.name in self.busy}
 
     def nft(self, commands: list[dict[str, Any]]) -> None:
         self._record("nft", commands)

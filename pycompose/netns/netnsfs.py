@@ -114,3 +114,28 @@ def run_in_netns(path: Path | str, fn: Callable[[], T]) -> T:
         return fn()
 
     return _on_thread(enter)
+
+
+def namespaces_in_use(paths: list[Path], proc: Path = Path("/proc")) -> set[str]:
+    """Names of the namespace files some running process is in (its container is alive)."""
+    wanted: dict[tuple[int, int], str] = {}
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        wanted[(st.st_dev, st.st_ino)] = path.name
+    found: set[str] = set()
+    if not wanted:
+        return found
+    for pid in proc.iterdir():
+        if not pid.name.isdigit():
+            continue
+        try:
+            st = os.stat(pid / "ns" / "net")
+        except OSError:
+            continue
+        name = wanted.get((st.st_dev, st.st_ino))
+        if name is not None:
+            found.add(name)
+    return found
