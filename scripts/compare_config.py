@@ -127,17 +127,19 @@ def variants(folder: Path) -> list[list[str]]:
     args_file = folder / "args"
     if not args_file.exists():
         return [[]]
-    lines = [ln for ln in args_file.read_text().splitlines() if ln.strip()]
-    return [shlex.split(ln) for ln in lines] or [[]]
+    # An empty line is the variant without extra arguments, as in tests/corpus/*/args.
+    return [shlex.split(ln) for ln in args_file.read_text().splitlines()] or [[]]
 
 
-def compare_folder(folder: Path, reference: str, listings: bool) -> list[Outcome]:
+def compare_folder(
+    folder: Path, reference: str, listings: bool, config_args: list[str] | None = None
+) -> list[Outcome]:
     """Every comparison for one project folder."""
     ours_cmd = [sys.executable, "-m", "pycompose.cli.main"]
     outcomes = []
     for extra in variants(folder):
         suffix = f" [{' '.join(extra)}]" if extra else ""
-        commands = [(["config", "--format", "json"], True)]
+        commands = [(["config", "--format", "json", *(config_args or [])], True)]
         if listings:
             commands += [(["config", flag], False) for flag in LISTINGS]
         for args, as_json in commands:
@@ -155,14 +157,23 @@ def main(argv: list[str] | None = None) -> int:
     """Compare every folder given and print one line per comparison plus a summary."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folders", nargs="+", type=Path)
-    parser.add_argument("--reference", default=os.environ.get("COMPOSE_REFERENCE", DEFAULT_REFERENCE))
+    parser.add_argument(
+        "--reference", default=os.environ.get("COMPOSE_REFERENCE", DEFAULT_REFERENCE)
+    )
     parser.add_argument("--no-listings", action="store_true", help="Only compare the JSON.")
     parser.add_argument("-v", "--verbose", action="store_true", help="Show agreeing ones too.")
+    parser.add_argument(
+        "--config-args",
+        default="",
+        help='More arguments for the JSON run, e.g. "--no-interpolate" (listings are skipped).',
+    )
     opts = parser.parse_args(argv)
     counts: dict[str, int] = {"same": 0, "both-reject": 0, "DIFFERENCE": 0}
     folder_kinds: dict[str, int] = {"same": 0, "both-reject": 0, "DIFFERENCE": 0}
     for folder in sorted(p.resolve() for p in opts.folders if p.is_dir()):
-        outcomes = compare_folder(folder, opts.reference, not opts.no_listings)
+        config_args = shlex.split(opts.config_args)
+        listings = not opts.no_listings and not config_args
+        outcomes = compare_folder(folder, opts.reference, listings, config_args)
         for outcome in outcomes:
             counts[outcome.kind] += 1
             if opts.verbose or outcome.kind == "DIFFERENCE":

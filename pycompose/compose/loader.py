@@ -271,11 +271,17 @@ def load(
         )
         if options.resolve_paths:
             merged = paths.resolve_relative_paths(merged, project_dir)
-        if options.normalize:
-            merged = normalize.normalize(
-                merged, project_name=name, project_dir=project_dir, environ=ctx.environment
-            )
-        if options.consistency and options.normalize:
+        # Without normalisation compose still prints the canonical shapes, but not what it
+        # infers, and the declared name as written.
+        shown_name = name if options.normalize or not declared else str(declared)
+        merged = normalize.normalize(
+            merged,
+            project_name=shown_name,
+            project_dir=project_dir,
+            environ=ctx.environment,
+            defaults=options.normalize,
+        )
+        if options.consistency:
             checks.check_project(merged)
     except ComposeError as err:
         raise _located(err, sources) from None

@@ -43,6 +43,7 @@ def normalize(
     project_dir: str,
     environ: Mapping[str, str],
     read_env_file: ReadEnvFile | None = None,
+    defaults: bool = True,
 ) -> dict[str, Any]:
     """Return the canonical form of a merged project dict (the input is not modified).
 
@@ -50,17 +51,21 @@ def normalize(
     ``environment`` keys and build args take their values from it, and it is what env files
     are interpolated with. ``read_env_file(path, environ)`` parses one env file; by default
     the loader's dotenv reader.
+
+    ``defaults=False`` is ``config --no-normalize``: the same canonical shapes, without what
+    compose infers (the ``default`` network, resource names, implicit dependencies, the
+    default Dockerfile, build args from the environment).
     """
     data = resolve_relative_paths(data, project_dir)
     read_env_file = read_env_file or _default_env_reader
     errors: list[ComposeError] = []
     services = _normalize_services(data.get("services"), project_dir, environ, read_env_file,
-                                   errors)
+                                   errors, defaults)
     out: dict[str, Any] = {"name": project_name, "services": services}
     for kind in RESOURCE_KINDS:
-        resources = _normalize_resources(kind, data.get(kind), project_name, errors)
+        resources = _normalize_resources(kind, data.get(kind), project_name, errors, defaults)
         used = _used(kind, services)
-        if kind == "networks" and "default" in used and "default" not in resources:
+        if defaults and kind == "networks" and "default" in used and "default" not in resources:
             resources["default"] = {"name": f"{project_name}_default", "ipam": {}}
         kept = {key: value for key, value in resources.items() if key in used}
         if kept:
@@ -86,6 +91,7 @@ def _normalize_services(
     environ: Mapping[str, str],
     read_env_file: ReadEnvFile,
     errors: list[ComposeError],
+    defaults: bool,
 ) -> dict[str, Any]:
     if raw is None:
         return {}
@@ -98,9 +104,11 @@ def _normalize_services(
             errors.append(ComposeError(f"must be a mapping, not {type_name(service)}",
                                        path=("services", name)))
             continue
-        ctx = ServiceContext(project_dir, environ, read_env_file, ("services", name), errors)
+        ctx = ServiceContext(project_dir, environ, read_env_file, ("services", name), errors,
+                             defaults)
         normalized = normalize_service(service, ctx)
-        _add_implicit_links(normalized)
+        if defaults:
+            _add_implicit_links(normalized)
         services[name] = normalized
     return services
 
@@ -148,7 +156,7 @@ def _used(kind: str, services: dict[str, Any]) -> set[str]:
 
 
 def _normalize_resources(
-    kind: str, raw: Any, project_name: str, errors: list[ComposeError]
+    kind: str, raw: Any, project_name: str, errors: list[ComposeError], defaults: bool = True
 ) -> dict[str, Any]:
     if raw is None:
         return {}
@@ -158,13 +166,15 @@ def _normalize_resources(
     out: dict[str, Any] = {}
     for key, entry in raw.items():
         try:
-            out[key] = _normalize_resource(kind, key, entry or {}, project_name)
+            out[key] = _normalize_resource(kind, key, entry or {}, project_name, defaults)
         except ComposeError as err:
             errors.append(ComposeError(err.message, path=(kind, key, *err.path)))
     return out
 
 
-def _normalize_resource(kind: str, key: str, entry: Any, project_name: str) -> dict[str, Any]:
+def _normalize_resource(
+    kind: str, key: str, entry: Any, project_name: str, defaults: bool = True
+) -> dict[str, Any]:
     if not isinstance(entry, dict):
         raise ComposeError(f"must be a mapping, not {type_name(entry)}")
     out = dict(entry)
@@ -186,7 +196,7 @@ def _normalize_resource(kind: str, key: str, entry: Any, project_name: str) -> d
         for field in ("driver", "driver_opts", "labels"):
             if out.get(field):
                 raise ComposeError(f'conflicting parameters "external" and "{field}" specified')
-    if not out.get("name"):
+    if defaults and not out.get("name"):
         out["name"] = key if out.get("external") else f"{project_name}_{key}"
     for field in ("labels", "driver_opts"):
         if out.get(field) is not None:

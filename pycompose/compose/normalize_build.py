@@ -52,18 +52,27 @@ def _ssh(value: Any) -> list[str]:
     return string_list(value)
 
 
-def normalize_build(value: Any, project_dir: str, environ: Mapping[str, str]) -> dict[str, Any]:
-    """``build`` in long form: absolute context, ``Dockerfile`` by default, args resolved."""
+def normalize_build(
+    value: Any, project_dir: str, environ: Mapping[str, str], *, defaults: bool = True
+) -> dict[str, Any]:
+    """``build`` in long form: absolute context, ``Dockerfile`` by default, args resolved.
+
+    Without ``defaults`` (``config --no-normalize``) there is no default Dockerfile and bare
+    args stay null, as in compose.
+    """
     if isinstance(value, str):
-        return {"context": _context(value, project_dir), "dockerfile": "Dockerfile"}
+        value = {"context": value}
     out = _require_mapping(value)
     out["context"] = _context(at("context", to_str, out.get("context") or "."), project_dir)
-    if not out.get("dockerfile") and not out.get("dockerfile_inline"):
+    if defaults and not out.get("dockerfile") and not out.get("dockerfile_inline"):
         out["dockerfile"] = "Dockerfile"
 
-    def args(raw: Any) -> dict[str, str]:
+    def args(raw: Any) -> dict[str, str | None]:
+        values = mapping(raw, bare=None, null=None)
+        if not defaults:
+            return values
         # A bare arg takes its value from the environment and disappears when unset.
-        resolved = resolve_bare(mapping(raw, bare=None, null=None), environ)
+        resolved = resolve_bare(values, environ)
         return {k: v for k, v in resolved.items() if v is not None}
 
     out = convert_fields(out, {

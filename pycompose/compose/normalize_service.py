@@ -66,6 +66,9 @@ class ServiceContext:
     read_env_file: ReadEnvFile
     path: Path = ()
     errors: list[ComposeError] = field(default_factory=list)
+    # False for ``config --no-normalize``: compose then leaves out the defaults it infers
+    # (Dockerfile, build args from the environment), keeping only the canonical shapes.
+    defaults: bool = True
 
     def fail(self, key: str | int, err: ComposeError) -> None:
         """Record ``err`` (its path relative to ``key``) at ``self.path + (key,) + err.path``."""
@@ -133,7 +136,7 @@ def _volumes(value: Any, ctx: ServiceContext) -> list[Any]:
     keyed: list[tuple[str, Any]] = []
     for index, entry in enumerate(value):
         try:
-            volume = normalize_volume(entry, ctx.project_dir)
+            volume = normalize_volume(entry, ctx.project_dir, clean_target=ctx.defaults)
         except ComposeError as err:
             ctx.fail(index, err)
             continue
@@ -275,7 +278,9 @@ SERVICE_CONVERTERS: dict[str, Converter] = {
     "annotations": _labels,
     "attach": _cast(to_bool),
     "blkio_config": _blkio,
-    "build": lambda value, ctx: normalize_build(value, ctx.project_dir, ctx.environ),
+    "build": lambda value, ctx: normalize_build(
+        value, ctx.project_dir, ctx.environ, defaults=ctx.defaults
+    ),
     "cap_add": _unique,
     "cap_drop": _unique,
     "command": _cast(shell_command),
@@ -409,7 +414,7 @@ def normalize_service(raw: dict[str, Any], ctx: ServiceContext) -> dict[str, Any
             out[key] = value  # extensions and keys we pass through unchanged
             continue
         sub = ServiceContext(ctx.project_dir, ctx.environ, ctx.read_env_file,
-                             (*ctx.path, key), ctx.errors)
+                             (*ctx.path, key), ctx.errors, ctx.defaults)
         try:
             out[key] = convert(value, sub)
         except ComposeError as err:

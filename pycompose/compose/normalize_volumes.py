@@ -20,8 +20,12 @@ from pycompose.compose.units import normalize_bytes
 VOLUME_TYPES = ("bind", "volume", "tmpfs", "npipe", "cluster", "image")
 
 
-def normalize_volume(entry: Any, project_dir: str) -> dict[str, Any]:
-    """One item of a service's ``volumes`` in long form, with absolute bind sources."""
+def normalize_volume(entry: Any, project_dir: str, *, clean_target: bool = True) -> dict[str, Any]:
+    """One item of a service's ``volumes`` in long form, with absolute bind sources.
+
+    A long-form target is cleaned (``/a/`` to ``/a``) unless ``clean_target`` is false, as
+    compose leaves it with ``config --no-normalize``; the short form is always cleaned.
+    """
     if isinstance(entry, str):
         volume = parse_volume_spec(entry)
     elif isinstance(entry, dict):
@@ -35,7 +39,7 @@ def normalize_volume(entry: Any, project_dir: str) -> dict[str, Any]:
         raise ComposeError(f"invalid volume type {kind!r} (use {', '.join(VOLUME_TYPES)})")
     if isinstance(volume.get("source"), str) and kind == "bind":
         volume["source"] = absolute_path(volume["source"], project_dir)
-    if isinstance(volume.get("target"), str):
+    if isinstance(volume.get("target"), str) and (clean_target or isinstance(entry, str)):
         volume["target"] = clean_path(volume["target"])
     volume = convert_fields(volume, {"read_only": to_bool, **_VOLUME_OPTIONS})
     return omit_empty(volume, keep=frozenset(_VOLUME_OPTIONS))

@@ -146,3 +146,25 @@ def test_environment_overrides(tmp_path: Path) -> None:
     )
     assert json.loads(mine.stdout) == json.loads(theirs.stdout)
     assert os.path.basename(tmp_path) not in mine.stdout.split('"name"')[1][:40]
+
+
+# `config` flags that change what is printed, on corpus projects (compared as JSON).
+FLAG_CASES = [
+    ("inferred-defaults", ["--no-normalize"]),
+    ("webapp", ["--no-normalize"]),
+    ("build-long", ["--no-normalize"]),
+    ("extends-other", ["--no-normalize"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "flags"), FLAG_CASES, ids=lambda v: v if isinstance(v, str) else " ".join(v)
+)
+def test_flags_same_json(case: str, flags: list[str]) -> None:
+    cwd = CORPUS / case
+    argv = ["config", "--format", "json", *flags]
+    theirs = reference(argv, cwd)
+    assert theirs.returncode == 0, theirs.stderr
+    mine = ours(argv, cwd)
+    assert mine.returncode == 0, mine.stderr
+    assert json.loads(mine.stdout) == json.loads(theirs.stdout)
