@@ -45,13 +45,13 @@ class ContainerConnector(Protocol):
         ...
 
 
-def setup(ctx: EngineContext, kernel: Kernel | None = None) -> None:
-    """Open the manager, clean up after a crash, register the routes."""
-    kernel = kernel or LinuxKernel()
-    manager = NetworkManager(ctx.config, kernel)
-    netns_dir = manager.netns_dir
-    paths = sorted(netns_dir.iterdir()) if netns_dir.is_dir() else []
-    manager.gc(live=kernel.netns_in_use(paths))
+async def setup(ctx: EngineContext, kernel: Kernel | None = None) -> None:
+    """Open the manager, clean up after a crash, register the routes.
+
+    pyroute2's synchronous API runs its own event loop, so every manager call happens in a
+    worker thread, never on the daemon's loop.
+    """
+    manager = await asyncio.to_thread(open_manager, ctx, kernel or LinuxKernel())
     ctx.services["networks"] = manager
 
     async def close() -> None:
@@ -59,6 +59,15 @@ def setup(ctx: EngineContext, kernel: Kernel | None = None) -> None:
 
     ctx.cleanup.push_async_callback(close)
     NetworksApi(ctx, manager).register()
+
+
+def open_manager(ctx: EngineContext, kernel: Kernel) -> NetworkManager:
+    """The manager, after removing what no running process uses any more (blocking)."""
+    manager = NetworkManager(ctx.config, kernel)
+    netns_dir = manager.netns_dir
+    paths = sorted(netns_dir.iterdir()) if netns_dir.is_dir() else []
+    manager.gc(live=kernel.netns_in_use(paths))
+    return manager
 
 
 class NetworksApi:
