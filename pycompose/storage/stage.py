@@ -45,6 +45,7 @@ class MountStager:
         self.hook = hook
         self.staging.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.staging, 0o700)
+        self.staging = Path(os.path.realpath(self.staging))
 
     def _base(self, container_id: str) -> Path:
         if not container_id or "/" in container_id or container_id.startswith("."):

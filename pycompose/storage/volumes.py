@@ -153,6 +153,9 @@ class VolumeStore:
         self._active: dict[str, set[str]] = {}  # name -> container ids that mounted it
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.root, 0o700)
+        # Canonical once: data dirs are later opened component by component without
+        # following symlinks, so a symlink in the state root's own path must be gone.
+        self.root = Path(os.path.realpath(self.root))
         self._clean_leftovers()
 
     def _clean_leftovers(self) -> None:

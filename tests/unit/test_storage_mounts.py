@@ -422,3 +422,40 @@ def test_swap_after_open_still_mounts_the_opened_dir(tmp_path: Path) -> None:
     [call] = [c for c in binder.calls if c.op == "bind"]
     assert call.source == str(tmp_path / "a" / "moved")
     st.release("c1", mounts)
+
+
+def test_state_root_behind_a_symlink(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "state").symlink_to(tmp_path / "real")
+    binder = FakeBinder()
+    store = VolumeStore(tmp_path / "state" / "volumes", binder)
+    st = MountStager(store, binder, tmp_path / "state" / "mounts")
+    mounts = resolve_mounts({"Binds": ["sv:/x"]}, None, container_id="c1", volumes=store)
+    [spec] = st.prepare("c1", mounts)
+    assert spec.source == str(tmp_path / "real" / "mounts" / "c1" / "0")
+    st.release("c1", mounts)
+
+
+def test_release_does_not_follow_symlinks_out(tmp_path: Path) -> None:
+    st, _, _ = stager(tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("x")
+    st.prepare("c1", [])
+    (tmp_path / "mounts" / "c1" / "link").symlink_to(outside)
+    st.release("c1")
+    assert (outside / "keep").read_text() == "x"
+    assert not (tmp_path / "mounts" / "c1").exists()
+
+
+def test_rm_v_removes_only_anonymous(tmp_path: Path) -> None:
+    store = VolumeStore(tmp_path / "volumes", FakeBinder())
+    got = resolve_mounts(
+        {"Binds": ["named:/n"]}, {"Volumes": {"/anon": {}}}, container_id="c1", volumes=store
+    )
+    (store.data_dir("named") / "data").write_text("kept")
+    removed = release_volumes(got, "c1", store, remove_anonymous=True)
+    assert [v.name for v in store.list()] == ["named"] and len(removed) == 1
+    again = resolve_mounts({"Binds": ["named:/n"]}, None, container_id="c2", volumes=store)
+    assert (store.data_dir("named") / "data").read_text() == "kept"
+    release_volumes(again, "c2", store)
