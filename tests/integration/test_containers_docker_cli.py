@@ -7,6 +7,7 @@ rootfs mounts, no runc state, no monitor processes.
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import os
@@ -14,7 +15,9 @@ import pathlib
 import pty
 import select
 import shutil
+import struct
 import subprocess
+import termios
 import time
 from collections.abc import Iterator
 
@@ -205,6 +208,7 @@ def test_run_it_through_a_pty(clean: EngineProcess) -> None:
     env["DOCKER_CONFIG"] = str(clean.tmp / "docker-config")
     pid, fd = pty.fork()
     if pid == 0:  # pragma: no cover - the child becomes the docker CLI
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
         os.execvpe(DOCKER, [DOCKER, "-H", clean.host, "run", "--rm", "-it", "busybox", "sh"], env)
     out = b""
     try:
@@ -225,6 +229,7 @@ def test_run_it_through_a_pty(clean: EngineProcess) -> None:
         _, status = os.waitpid(pid, 0)
         os.close(fd)
     assert b"pty-42" in out
+    assert b"/ # " in out  # the shell's first prompt reached the client
     assert os.waitstatus_to_exitcode(status) == 4
 
 

@@ -7,7 +7,8 @@ Output of a TTY container comes raw from the monitor's attach socket, which is a
 in for stdin and terminal resizes (frames of :mod:`pycompose.engine.runtime.monitor`).
 Known gap: the monitor forwards TTY output only to clients already connected, so the first
 bytes a TTY process prints before the daemon connects (within milliseconds of start) are in
-the log but not in the attach stream.
+the log but not in the attach stream; the terminal size the client gave at create is set
+right after connecting, which makes shells redraw a prompt printed before that.
 """
 
 from __future__ import annotations
@@ -154,6 +155,7 @@ class Attachment:
             tasks.append(asyncio.ensure_future(self._stdin(client, conn[1])))
         try:
             if self.tty and conn is not None:
+                await self._initial_size(conn[1])
                 await self._tty_output(client, conn[0])
             else:
                 if conn is not None:
@@ -165,6 +167,16 @@ class Attachment:
             await asyncio.gather(*tasks, return_exceptions=True)
             if conn is not None:
                 conn[1].close()
+
+    async def _initial_size(self, writer: asyncio.StreamWriter) -> None:
+        # The terminal starts at 0x0; setting the size the client asked for at create raises
+        # SIGWINCH, on which shells with line editing (busybox ash, bash) redraw their prompt:
+        # a prompt printed before this connection existed is then not lost to the client.
+        size = self.record.host_config.get("ConsoleSize") or [0, 0]
+        if len(size) == 2 and int(size[0]) > 0 and int(size[1]) > 0:
+            payload = monitor.resize_payload(int(size[0]), int(size[1]))
+            writer.write(_FRAME.pack(monitor.FRAME_RESIZE, len(payload)) + payload)
+            await writer.drain()
 
     async def _log_output(self, client: RawStream, since: int | None) -> None:
         directory = self.mgr.dir(self.record)
