@@ -52,6 +52,11 @@ def cli(engine: EngineProcess, *args: str, check: bool = True) -> subprocess.Com
     return out
 
 
+def in_pool(engine: EngineProcess, third: int) -> str:
+    """``10.X.<third>``: a /24 of the engine's own pool (no other test engine uses it)."""
+    return ".".join(engine.config.subnet_pool[0].split(".")[:2] + [str(third)])
+
+
 def test_predefined_networks(engine: EngineProcess) -> None:
     nets = {n["Name"]: n for n in engine.client().get("/networks")}
     assert {"bridge", "host", "none"} <= set(nets)
@@ -66,13 +71,14 @@ def test_predefined_networks(engine: EngineProcess) -> None:
 
 def test_create_inspect_delete_and_errors(engine: EngineProcess) -> None:
     client = engine.client()
-    body = {"Name": "apinet", "Labels": {"a": "b"},
-            "IPAM": {"Config": [{"Subnet": "10.250.7.0/24", "Gateway": "10.250.7.254"}]}}  # fmt: skip
+    sub = in_pool(engine, 200)
+    ipam = {"Config": [{"Subnet": f"{sub}.0/24", "Gateway": f"{sub}.254"}]}
+    body = {"Name": "apinet", "Labels": {"a": "b"}, "IPAM": ipam}
     created = client.post("/networks/create", body)
     assert created["Warning"] == "" and len(created["Id"]) == 64
     net = client.get("/networks/apinet")
     assert net["Id"] == created["Id"] and net["Labels"] == {"a": "b"}
-    assert net["IPAM"]["Config"] == [{"Subnet": "10.250.7.0/24", "Gateway": "10.250.7.254"}]
+    assert net["IPAM"]["Config"] == ipam["Config"]
     bridge = engine.config.bridge_prefix + created["Id"][: 15 - len(engine.config.bridge_prefix)]
     assert bridge in LinuxKernel().link_names()
     assert client.get(f"/networks/{created['Id'][:10]}")["Name"] == "apinet"
@@ -80,7 +86,7 @@ def test_create_inspect_delete_and_errors(engine: EngineProcess) -> None:
         client.post("/networks/create", {"Name": "apinet"})
     with pytest.raises(InvalidArgument, match="Pool overlaps"):
         client.post("/networks/create", {"Name": "other",
-                    "IPAM": {"Config": [{"Subnet": "10.250.7.128/25"}]}})  # fmt: skip
+                    "IPAM": {"Config": [{"Subnet": f"{sub}.128/25"}]}})  # fmt: skip
     with pytest.raises(NotFound, match="plugin"):
         client.post("/networks/create", {"Name": "ov", "Driver": "overlay"})
     with pytest.raises(InvalidArgument, match="unknown network option"):
@@ -96,8 +102,9 @@ def test_create_inspect_delete_and_errors(engine: EngineProcess) -> None:
 
 
 def test_cli_commands(engine: EngineProcess) -> None:
-    made = cli(engine, "network", "create", "--label", "k=v", "--subnet", "10.250.9.0/24",
-               "--ip-range", "10.250.9.128/25", "clinet").stdout.strip()  # fmt: skip
+    sub = in_pool(engine, 201)
+    made = cli(engine, "network", "create", "--label", "k=v", "--subnet", f"{sub}.0/24",
+               "--ip-range", f"{sub}.128/25", "clinet").stdout.strip()  # fmt: skip
     assert len(made) == 64
     lines = cli(engine, "network", "ls").stdout.splitlines()
     assert lines[0].split() == ["NETWORK", "ID", "NAME", "DRIVER", "SCOPE"]
@@ -105,7 +112,7 @@ def test_cli_commands(engine: EngineProcess) -> None:
     quiet = cli(engine, "network", "ls", "-q", "--filter", "label=k=v").stdout.split()
     assert quiet == [made[:12]]
     doc = json.loads(cli(engine, "network", "inspect", "clinet").stdout)
-    assert doc[0]["IPAM"]["Config"][0]["IPRange"] == "10.250.9.128/25"
+    assert doc[0]["IPAM"]["Config"][0]["IPRange"] == f"{sub}.128/25"
     assert cli(engine, "network", "inspect", "-f", "{{.Driver}}", "clinet").stdout == "bridge\n"
     missing = cli(engine, "network", "inspect", "nope", check=False)
     assert missing.returncode == 1 and "No such network: nope" in missing.stderr
