@@ -54,7 +54,7 @@ def cli(engine: EngineProcess, *args: str, check: bool = True) -> subprocess.Com
 
 def in_pool(engine: EngineProcess, third: int) -> str:
     """``10.X.<third>``: a /24 of the engine's own pool (no other test engine uses it)."""
-    return ".".join(engine.config.subnet_pool[0].split(".")[:2] + [str(third)])
+    return ".".join([*engine.config.subnet_pool[0].split(".")[:2], str(third)])
 
 
 def test_predefined_networks(engine: EngineProcess) -> None:
