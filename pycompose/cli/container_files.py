@@ -190,7 +190,7 @@ def cp(client: EngineClient, source: str, destination: str, archive: bool, follo
         assert dst_ctr is not None
         size = copy_to(client, dst_ctr, src, dest, archive)
         where = f"{dst_ctr}:{dest}"
-    if not quiet and dest != "-":
+    if not quiet and dest != "-" and sys.stderr.isatty():  # docker: only on a terminal
         click.echo(f"Successfully copied {human_size(size)} to {where}", err=True)
 
 

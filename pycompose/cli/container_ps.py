@@ -212,7 +212,7 @@ def inspect_command(kind: str | None) -> click.Command:
                 objects.append(_inspect_one(client, name, kind or type_, size))
             except CliError as err:
                 errors.append(str(err))
-        if objects or not errors:
+        if objects or not fmt:  # docker prints "[]" even when nothing was found
             click.echo(render_inspect(objects, fmt))
         for message in errors:
             click.echo(message, err=True)

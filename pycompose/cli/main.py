@@ -48,6 +48,7 @@ COMMANDS: dict[str, str] = {
     "export": "pycompose.cli.container_files:export",
     "commit": "pycompose.cli.container_files:commit",
     "rename": "pycompose.cli.container_cmd:rename",
+    "attach": "pycompose.cli.container_run:attach",
 }
 
 
