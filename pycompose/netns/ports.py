@@ -228,8 +228,8 @@ def reserve_port(protocol: str, host_ip: str, port: int) -> socket.socket:
     kind = socket.SOCK_STREAM if protocol == "tcp" else socket.SOCK_DGRAM
     sock = socket.socket(family, kind)
     try:
-        if kind == socket.SOCK_STREAM:  # ignore TIME_WAIT leftovers, not live listeners
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # No SO_REUSEADDR: a bound, non-listening socket with it would not stop another
+        # SO_REUSEADDR socket (most servers set it) from binding the same port.
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((host_ip or "0.0.0.0", port))
