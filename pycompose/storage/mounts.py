@@ -76,6 +76,17 @@ class ResolvedMount:
     anonymous: bool = False
     mode: str = ""
 
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able dict, for the container's record (:meth:`from_json` reads it back)."""
+        doc = dict(self.__dict__)
+        doc["options"] = list(self.options)
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> ResolvedMount:
+        """Read back :meth:`to_json`."""
+        return cls(**{**doc, "options": tuple(doc.get("options") or ())})
+
     def inspect(self, volumes: VolumeStore | None = None) -> dict[str, Any]:
         """Docker's ``MountPoint`` (container inspect ``Mounts``)."""
         doc: dict[str, Any] = {

@@ -6,7 +6,9 @@ Every bind and volume mount is *staged*: its source is opened without following 
 OCI spec then names the staging point, which nobody else can swap, so what the runtime
 mounts into the container is exactly the inode opened here. Volumes are copied up from the
 image on their first mount, and subpaths are opened below the volume's data directory the
-same way. Secret and config files are written under ``<staging>/<container-id>/files``.
+same way. Secret and config files are written once, at create, under
+``<staging>/.files/<container-id>`` (:meth:`MountStager.set_files`), kept across restarts,
+bind-mounted read-only by every ``prepare`` and removed by :meth:`MountStager.forget`.
 
 ``release`` unmounts the staging points (deepest first) and removes the directory without
 following symlinks; ``cleanup_stale`` does it for containers a crashed daemon left behind.
@@ -15,6 +17,7 @@ following symlinks; ``cleanup_stale`` does it for containers a crashed daemon le
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import stat
@@ -30,7 +33,8 @@ from pycompose.storage.safepath import Binder, OpenHook, open_below, open_nofoll
 from pycompose.storage.secrets import FileMount, write_files
 from pycompose.storage.volumes import VolumeStore
 
-_FILES = "files"
+_FILES = ".files"
+_INDEX = "index.json"
 
 
 class MountStager:
@@ -52,17 +56,50 @@ class MountStager:
             raise InvalidArgument(f"invalid container id {container_id!r}")
         return self.staging / container_id
 
+    def _files_dir(self, container_id: str) -> Path:
+        self._base(container_id)  # validates the id
+        return self.staging / _FILES / container_id
+
+    def set_files(self, container_id: str, files: Sequence[FileMount]) -> None:
+        """Write a container's secret and config files (at create; replaces earlier ones)."""
+        directory = self._files_dir(container_id)
+        if directory.exists():
+            shutil.rmtree(directory)
+        if not files:
+            return
+        (self.staging / _FILES).mkdir(mode=0o700, exist_ok=True)
+        specs = write_files(directory, files)
+        index = [{"target": s.target, "file": Path(s.source).name} for s in specs]
+        tmp = directory / f".{_INDEX}.tmp"
+        tmp.write_text(json.dumps(index))
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, directory / _INDEX)
+
+    def _file_specs(self, container_id: str) -> list[MountSpec]:
+        directory = self._files_dir(container_id)
+        try:
+            index = json.loads((directory / _INDEX).read_text())
+        except FileNotFoundError:
+            return []
+        return [
+            MountSpec("bind", str(e["target"]), str(directory / str(e["file"])), read_only=True)
+            for e in index
+        ]
+
+    def forget(self, container_id: str, mounts: Sequence[ResolvedMount] = ()) -> None:
+        """The container is removed: release its mounts and delete its files."""
+        self.release(container_id, mounts)
+        directory = self._files_dir(container_id)
+        if directory.exists():
+            shutil.rmtree(directory)
+
     def prepare(
-        self,
-        container_id: str,
-        mounts: Sequence[ResolvedMount],
-        *,
-        rootfs: str | None = None,
-        files: Sequence[FileMount] = (),
+        self, container_id: str, mounts: Sequence[ResolvedMount], *, rootfs: str | None = None
     ) -> tuple[MountSpec, ...]:
-        """Stage ``mounts`` (from :func:`resolve_mounts`) and ``files`` for a start; returns
-        the ``MountSpec`` list for the OCI spec. ``rootfs`` (the mounted container root) is
-        where copy-up reads the image's content; without it nothing is copied."""
+        """Stage ``mounts`` (from :func:`resolve_mounts`) and the files given to
+        :meth:`set_files` for a start; returns the ``MountSpec`` list for the OCI spec.
+        ``rootfs`` (the mounted container root) is where copy-up reads the image's content;
+        without it nothing is copied."""
         self.release(container_id, mounts)
         base = self._base(container_id)
         base.mkdir(mode=0o700)
@@ -70,7 +107,7 @@ class MountStager:
         try:
             for index, m in enumerate(mounts):
                 specs.append(self._one(base, index, container_id, m, rootfs))
-            specs += write_files(base / _FILES, files)
+            specs += self._file_specs(container_id)
         except BaseException:
             self.release(container_id, mounts)
             raise
@@ -168,9 +205,17 @@ class MountStager:
                 with contextlib.suppress(EngineError):
                     self.volumes.unmount(m.source, container_id)
 
-    def cleanup_stale(self, live: Collection[str]) -> list[str]:
-        """Release the staging dirs of containers not in ``live`` (daemon start-up)."""
-        gone = [e for e in os.listdir(self.staging) if e not in live]
+    def cleanup_stale(
+        self, running: Collection[str], existing: Collection[str] | None = None
+    ) -> list[str]:
+        """At daemon start: release the staging dirs of containers not ``running``, and
+        delete the files of containers that no longer exist (when ``existing`` is given)."""
+        gone = [e for e in os.listdir(self.staging) if not e.startswith(".") and e not in running]
         for entry in gone:
             self.release(entry)
+        files = self.staging / _FILES
+        if existing is not None and files.is_dir():
+            for entry in os.listdir(files):
+                if entry not in existing:
+                    shutil.rmtree(files / entry)
         return gone

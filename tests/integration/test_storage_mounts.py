@@ -208,14 +208,19 @@ def test_secret_files_owner_and_mode(kit: Kit) -> None:
         file_mount("secret", "db_pw", b"hunter2", uid=1234, gid=5678, mode=0o400),
         file_mount("config", "app.ini", b"[a]\n", uid="0", gid="50", mode=0o644),
     ]
-    specs = kit.stager.prepare("c1", [], files=files)
+    kit.stager.set_files("c1", files)
+    specs = kit.stager.prepare("c1", [])
     st = [os.stat(s.source) for s in specs]
     assert [(s.st_uid, s.st_gid, s.st_mode & 0o7777) for s in st] == [
         (1234, 5678, 0o400),
         (0, 50, 0o644),
     ]
     assert [s.target for s in specs] == ["/run/secrets/db_pw", "/app.ini"]
+    assert all(s.read_only for s in specs)
     kit.stager.release("c1")
+    assert [s.source for s in kit.stager.prepare("c1", [])] == [s.source for s in specs]
+    kit.stager.forget("c1")
+    assert not os.path.exists(specs[0].source)
 
 
 def test_fsynced_writes_survive_sigkill(kit: Kit) -> None:
@@ -315,7 +320,8 @@ def test_container_sees_all_mount_kinds(kit: Kit, rootfs: Path) -> None:
         volumes=kit.volumes,
     )
     files = [file_mount("secret", "pw", b"s3cret", uid=1000, gid=1000, mode=0o400)]
-    specs = kit.stager.prepare(cid, mounts, rootfs=str(rootfs), files=files)
+    kit.stager.set_files(cid, files)
+    specs = kit.stager.prepare(cid, mounts, rootfs=str(rootfs))
     script = (
         "cat /app/h; cat /srv/seed/from-image; touch /app/x 2>/dev/null || echo ro-ok; "
         "stat -c '%u:%g:%a' /run/secrets/pw; cat /run/secrets/pw; echo; "
@@ -350,7 +356,7 @@ def test_container_sees_all_mount_kinds(kit: Kit, rootfs: Path) -> None:
             capture_output=True,
             check=False,
         )
-        kit.stager.release(cid, mounts)
+        kit.stager.forget(cid, mounts)
         for ctrl in Path("/sys/fs/cgroup").iterdir():
             d = ctrl / parent
             if d.is_dir():

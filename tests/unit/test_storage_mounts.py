@@ -459,3 +459,35 @@ def test_rm_v_removes_only_anonymous(tmp_path: Path) -> None:
     again = resolve_mounts({"Binds": ["named:/n"]}, None, container_id="c2", volumes=store)
     assert (store.data_dir("named") / "data").read_text() == "kept"
     release_volumes(again, "c2", store)
+
+
+def test_resolved_mount_json_round_trip(tmp_path: Path) -> None:
+    store = VolumeStore(tmp_path / "volumes", FakeBinder())
+    got = resolve_mounts(
+        {"Binds": ["n1:/n:ro"], "Tmpfs": {"/t": "size=1m,mode=700"}},
+        {"Volumes": {"/a": {}}},
+        container_id="c1",
+        volumes=store,
+    )
+    import json
+
+    back = [ResolvedMount.from_json(json.loads(json.dumps(m.to_json()))) for m in got]
+    assert back == got
+
+
+def test_files_kept_across_starts_and_cleanup(tmp_path: Path) -> None:
+    from pycompose.storage.secrets import file_mount
+
+    st, _, _ = stager(tmp_path)
+    me = (os.getuid(), os.getgid())
+    st.set_files("c1", [file_mount("secret", "pw", b"x", uid=me[0], gid=me[1])])
+    st.set_files("c2", [file_mount("config", "cf", b"y", uid=me[0], gid=me[1])])
+    [spec] = st.prepare("c1", [])
+    assert (spec.target, spec.read_only) == ("/run/secrets/pw", True)
+    st.release("c1")
+    assert Path(spec.source).read_bytes() == b"x"
+    st.cleanup_stale(running=(), existing={"c2"})
+    assert not Path(spec.source).exists()
+    assert [s.target for s in st.prepare("c2", [])] == ["/cf"]
+    st.forget("c2")
+    assert os.listdir(tmp_path / "mounts" / ".files") == []
