@@ -86,6 +86,9 @@ def config(
     def warn(message: str) -> None:
         click.echo(f"WARN {message}", err=True)
 
+    # compose lists services, volumes, networks and hashes for the whole project, whatever
+    # services are named; the other outputs are narrowed to the named ones.
+    whole_project = list_services or list_volumes or list_networks or hash_services is not None
     project = load(
         options,
         LoadOptions(
@@ -93,14 +96,12 @@ def config(
             normalize=not no_normalize,
             resolve_paths=not no_path_resolution,
             consistency=not no_consistency,
-            enabled_services=services,
+            enabled_services=() if whole_project else services,
         ),
         warn=warn,
     )
     data = project.data
     all_services: dict[str, Any] = data.get("services") or {}
-    if services:
-        data = {**data, "services": {k: v for k, v in all_services.items() if k in services}}
     lines: list[str] | None = None
     if list_services:
         lines = sorted(data.get("services") or {})

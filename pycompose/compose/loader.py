@@ -37,6 +37,8 @@ class LoadOptions:
     normalize: bool = True
     resolve_paths: bool = True
     consistency: bool = True
+    # Services named on the command line: enabled whatever their profiles, and the project
+    # narrowed to them and their dependencies (``config web``).
     enabled_services: tuple[str, ...] = ()
 
 
@@ -269,6 +271,8 @@ def load(
         merged = profiles.apply_profiles(
             merged, set(found.profiles), enabled_services=set(options.enabled_services)
         )
+        if options.enabled_services:
+            merged = profiles.select_services(merged, options.enabled_services)
         if options.resolve_paths:
             merged = paths.resolve_relative_paths(merged, project_dir)
         # Without normalisation compose still prints the canonical shapes, but not what it

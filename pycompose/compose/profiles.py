@@ -93,6 +93,25 @@ def apply_profiles(
     return {**data, "services": kept} if "services" in data else dict(data)
 
 
+def select_services(data: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
+    """Keep only the ``names`` services and, transitively, the services they depend on.
+
+    ``config web`` prints web and what it needs, as compose does; the resources nothing
+    selected uses are dropped later, by normalisation.
+    """
+    services = _services(data)
+    kept: dict[str, Any] = {}
+    todo = list(names)
+    while todo:
+        name = todo.pop(0)
+        if name in kept or name not in services:
+            continue
+        kept[name] = services[name]
+        todo.extend(needed for _, needed in dependencies(services[name]))
+    ordered = {n: s for n, s in services.items() if n in kept}
+    return {**data, "services": ordered} if "services" in data else dict(data)
+
+
 def _check(services: dict[str, Any], roots: list[str], active: set[str], file: str | None) -> None:
     """Every service reachable from ``roots`` needs only services enabled by ``active``."""
     seen: set[str] = set()

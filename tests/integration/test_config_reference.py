@@ -154,6 +154,9 @@ FLAG_CASES = [
     ("webapp", ["--no-normalize"]),
     ("build-long", ["--no-normalize"]),
     ("extends-other", ["--no-normalize"]),
+    ("service-selection", ["api"]),
+    ("service-selection", ["web"]),
+    ("service-selection", ["tool", "web"]),
 ]
 
 
@@ -168,3 +171,23 @@ def test_flags_same_json(case: str, flags: list[str]) -> None:
     mine = ours(argv, cwd)
     assert mine.returncode == 0, mine.stderr
     assert json.loads(mine.stdout) == json.loads(theirs.stdout)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["config", "--services", "api"],
+        ["config", "--volumes", "web"],
+        ["config", "--networks", "web"],
+        ["config", "--images", "api"],
+        ["config", "--profiles", "web"],
+        ["--profile", "tools", "config", "--services", "web"],
+    ],
+    ids=" ".join,
+)
+def test_listings_with_service_names(argv: list[str]) -> None:
+    cwd = CORPUS / "service-selection"
+    theirs = reference(argv, cwd)
+    mine = ours(argv, cwd)
+    assert mine.returncode == theirs.returncode == 0, mine.stderr
+    assert sorted(mine.stdout.split()) == sorted(theirs.stdout.split())
