@@ -65,10 +65,14 @@ def test_port_bindings_from_docker_and_back() -> None:
     }
 
 
+def _row(addresses_and_state: str, inode: int) -> str:
+    return f"   0: {addresses_and_state} 00000000:00000000 00:00000000 00000000  0  0 {inode}"
+
+
 def _fake_proc(tmp_path: Path, table: str, line: str, pid: int, inode: int) -> Path:
     proc = tmp_path / "proc"
     (proc / "net").mkdir(parents=True)
-    header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+    header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt uid ...\n"
     (proc / "net" / table).write_text(header + line + "\n")
     (proc / str(pid) / "fd").mkdir(parents=True)
     (proc / str(pid) / "comm").write_text("nginx\n")
@@ -79,7 +83,7 @@ def _fake_proc(tmp_path: Path, table: str, line: str, pid: int, inode: int) -> P
 
 def test_find_holder_names_the_listening_process(tmp_path: Path) -> None:
     # 127.0.0.1:8080 listening (0A), inode 4242.
-    line = "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242"
+    line = _row("0100007F:1F90 00000000:0000 0A", 4242)
     proc = _fake_proc(tmp_path, "tcp", line, 321, 4242)
     assert ports.find_holder("tcp", "", 8080, proc) == "process nginx (pid 321)"
     assert ports.find_holder("tcp", "127.0.0.1", 8080, proc) == "process nginx (pid 321)"
@@ -89,7 +93,7 @@ def test_find_holder_names_the_listening_process(tmp_path: Path) -> None:
 
 
 def test_find_holder_ignores_connected_tcp_and_reads_ipv6(tmp_path: Path) -> None:
-    est = "   0: 00000000:1F90 0100007F:D431 01 00000000:00000000 00:00000000 00000000     0        0 77"
+    est = _row("00000000:1F90 0100007F:D431 01", 77)
     proc = _fake_proc(tmp_path, "tcp", est, 5, 77)
     assert ports.find_holder("tcp", "", 8080, proc) is None
     v6 = ("   0: 00000000000000000000000000000000:0035 00000000000000000000000000000000:0000 07 "
