@@ -434,25 +434,36 @@ class DnsService:
         try:
             udp, tcp = await _on_fresh_thread(lambda: self._opener.open(netns_path), _close_pair)
         except BaseException:
-            del self._endpoints[key]
+            self._forget(endpoint)
             raise
-        await self._serve(endpoint, udp, tcp)
+        try:
+            self._check_still_wanted(endpoint)
+            await self._serve(endpoint, udp, tcp)
+            self._check_still_wanted(endpoint)  # not removed while we were setting up
+        except BaseException:
+            self._forget(endpoint)
+            await self._shutdown(endpoint)
+            _close_pair((udp, tcp))  # a second close of a socket is harmless
+            raise
 
     async def _serve(self, endpoint: _Endpoint, udp: socket.socket, tcp: socket.socket) -> None:
         loop = asyncio.get_running_loop()
-        try:
-            udp.setblocking(False)
-            endpoint.udp, _ = await loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self, endpoint), sock=udp
-            )
-            endpoint.tcp = await asyncio.start_server(
-                lambda reader, writer: self._on_connection(endpoint, reader, writer),
-                sock=tcp,
-            )
-        except BaseException:
-            await self.remove_endpoint(endpoint.key)
-            _close_pair((udp, tcp))
-            raise
+        udp.setblocking(False)
+        endpoint.udp, _ = await loop.create_datagram_endpoint(
+            lambda: _UdpProtocol(self, endpoint), sock=udp
+        )
+        endpoint.tcp = await asyncio.start_server(
+            lambda reader, writer: self._on_connection(endpoint, reader, writer),
+            sock=tcp,
+        )
+
+    def _check_still_wanted(self, endpoint: _Endpoint) -> None:
+        if self._endpoints.get(endpoint.key) is not endpoint:
+            raise DnsError(f"DNS endpoint {endpoint.key!r} was removed while being added")
+
+    def _forget(self, endpoint: _Endpoint) -> None:
+        if self._endpoints.get(endpoint.key) is endpoint:
+            del self._endpoints[endpoint.key]
 
     def update_endpoint(
         self, key: str, networks: frozenset[str] | None = None, forward: bool | None = None
@@ -469,6 +480,10 @@ class DnsService:
         endpoint = self._endpoints.pop(key, None)
         if endpoint is None:
             return False
+        await self._shutdown(endpoint)
+        return True
+
+    async def _shutdown(self, endpoint: _Endpoint) -> None:
         if endpoint.udp is not None:
             endpoint.udp.close()
         if endpoint.tcp is not None:
@@ -482,7 +497,6 @@ class DnsService:
         # Let the transports' close callbacks run: the sockets (which pin the
         # namespace) are really closed when we return.
         await asyncio.sleep(0)
-        return True
 
     def _endpoint(self, key: str) -> _Endpoint:
         try:

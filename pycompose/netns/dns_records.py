@@ -19,12 +19,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
-from pycompose.errors import PycomposeError
+from pycompose.netns.errors import NetworkError
 
 IPAddress = IPv4Address | IPv6Address
 
 
-class DnsError(PycomposeError):
+class DnsError(NetworkError):
     """A problem of the embedded DNS resolver (bad record, namespace, socket)."""
 
 

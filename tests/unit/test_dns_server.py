@@ -33,15 +33,21 @@ from tests.unit.test_dns_forward import FakeUpstream, run
 
 
 class LoopbackOpener:
-    """Binds UDP and TCP on one random 127.0.0.1 port; remembers what it was asked."""
+    """Binds UDP and TCP on one random 127.0.0.1 port; remembers what it was asked.
 
-    def __init__(self, fail: bool = False) -> None:
+    With ``gate`` set, each open waits until the gate opens (a slow namespace).
+    """
+
+    def __init__(self, fail: bool = False, gate: threading.Event | None = None) -> None:
         self.fail = fail
+        self.gate = gate
         self.calls: list[tuple[str, str]] = []  # (netns path, thread name)
         self.ports: dict[str, int] = {}
 
     def open(self, netns_path: str) -> tuple[socket.socket, socket.socket]:
         self.calls.append((netns_path, threading.current_thread().name))
+        if self.gate is not None:
+            self.gate.wait(10)
         if self.fail:
             raise DnsError(f"cannot enter network namespace {netns_path}: test")
         while True:
@@ -380,3 +386,46 @@ def test_endpoint_errors() -> None:
             await service.add_endpoint("y", "/ns/y", frozenset({"front"}))
 
     run(failing())
+
+
+def test_removed_while_being_added_leaves_nothing_open() -> None:
+    async def scenario() -> None:
+        gate = threading.Event()
+        opener = LoopbackOpener(gate=gate)
+        async with DnsService(opener=opener, upstreams=[]) as service:
+            adding = asyncio.create_task(service.add_endpoint("c1", "/ns/c1", frozenset({"f"})))
+            await asyncio.sleep(0.05)
+            assert service.endpoints() == frozenset({"c1"})
+            assert await service.remove_endpoint("c1") is True
+            gate.set()
+            with pytest.raises(DnsError, match="removed while being added"):
+                await adding
+            assert service.endpoints() == frozenset()
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                probe.bind(("127.0.0.1", opener.ports["/ns/c1"]))  # closed again
+            assert [t.name for t in threading.enumerate() if t.name.startswith("pycompose")] == []
+
+    run(scenario())
+
+
+def test_cancelled_add_closes_the_sockets_the_thread_made() -> None:
+    async def scenario() -> None:
+        gate = threading.Event()
+        opener = LoopbackOpener(gate=gate)
+        async with DnsService(opener=opener, upstreams=[]) as service:
+            adding = asyncio.create_task(service.add_endpoint("c1", "/ns/c1", frozenset({"f"})))
+            await asyncio.sleep(0.05)
+            adding.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await adding
+            assert service.endpoints() == frozenset()
+            gate.set()
+            for _ in range(100):  # the thread delivers to a cancelled future: it discards
+                if not any(t.name == "pycompose-dns-netns" for t in threading.enumerate()):
+                    break
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                probe.bind(("127.0.0.1", opener.ports["/ns/c1"]))
+
+    run(scenario())
