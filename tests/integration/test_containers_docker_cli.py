@@ -30,6 +30,7 @@ from tests.fixtures.images import layout_tarball
 pytestmark = pytest.mark.root
 
 DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
+CGROUPS = pathlib.Path("/sys/fs/cgroup")
 
 
 def load_busybox(engine: EngineProcess, layout: pathlib.Path) -> None:
@@ -56,11 +57,26 @@ def leftovers(engine: EngineProcess) -> list[str]:
         if proc.name.isdigit():
             try:
                 cmd = (proc / "cmdline").read_bytes()
+                comm = (proc / "comm").read_text().strip()
             except OSError:
                 continue
-            if str(engine.tmp).encode() in cmd and b"engine" not in cmd:
-                found.append(f"process {proc.name} {cmd[:100]!r}")
+            # Monitors are forks of the daemon: same command line, their own name.
+            if str(engine.tmp).encode() in cmd and (comm == "pycompose-mon"
+                                                    or b"engine\x00serve" not in cmd):
+                found.append(f"process {proc.name} {comm} {cmd[:100]!r}")
+    for cid in created_ids(engine):
+        for ctrl in ("pids", "memory", "cpu", "freezer"):
+            if (CGROUPS / ctrl / "pycompose" / cid).exists():
+                found.append(f"cgroup {ctrl}/pycompose/{cid[:12]}")
     return found
+
+
+def created_ids(engine: EngineProcess) -> set[str]:
+    """Ids of every container the engine created (from its event history)."""
+    query = {"since": "0", "until": f"{time.time():.3f}",
+             "filters": json.dumps({"type": ["container"], "event": ["create"]})}
+    with engine.client().stream("GET", "/events", query=query) as resp:
+        return {e["Actor"]["ID"] for e in resp.iter_json()}
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +167,10 @@ def test_detached_ps_logs_top_inspect_exec_stop_rm(clean: EngineProcess) -> None
 
 
 def test_rm_refuses_running_unless_forced(clean: EngineProcess) -> None:
-    ok(clean, "run", "-d", "--name", "busy", "busybox", "sleep", "100")
+    cid = ok(clean, "run", "-d", "--name", "busy", "busybox", "sleep", "100").strip()
+    found = leftovers(clean)  # the check itself sees a live container's resources
+    assert f"dir {cid}" in found and f"cgroup pids/pycompose/{cid[:12]}" in found
+    assert any("pycompose-mon" in x for x in found) and any("merged" in x for x in found)
     proc = run_docker(clean, "rm", "busy")
     assert proc.returncode == 1 and b"cannot remove a running container" in proc.stderr
     assert ok(clean, "rm", "-f", "busy") == "busy\n"
