@@ -34,7 +34,12 @@ _FALSE = ("0", "false")
 def setup(ctx: EngineContext) -> None:
     """Open the volume store and register the volume routes."""
     binder = KernelBinder()
-    store = VolumeStore(ctx.config.root / "volumes", binder)
+
+    def on_event(action: str, name: str) -> None:
+        # Store calls run in worker threads (and in the container component's): hop to the loop.
+        ctx.events.publish_threadsafe("volume", action, name, {"driver": "local"})
+
+    store = VolumeStore(ctx.config.root / "volumes", binder, on_event=on_event)
     stager = MountStager(store, binder, ctx.config.root / "mounts")
     ctx.services.update(volumes=store, mounts=stager)
     VolumesApi(ctx, store).register()
@@ -106,9 +111,6 @@ class VolumesApi:
         add("GET", "/volumes/{name}", self.inspect)
         add("DELETE", "/volumes/{name}", self.remove)
 
-    def _publish(self, action: str, name: str) -> None:
-        self.ctx.events.publish("volume", action, name, {"driver": "local"})
-
     async def list(self, req: Request) -> Response:
         """``GET /volumes``."""
         match = list_matcher(req.filters(LIST_FILTERS))
@@ -131,12 +133,9 @@ class VolumesApi:
             raise InvalidArgument("Name and Driver must be strings")
         labels = _string_map(body.get("Labels"), "Labels")
         opts = _string_map(body.get("DriverOpts"), "DriverOpts")
-        existed = bool(name) and self.store.exists(name)
         volume = await asyncio.to_thread(
             self.store.create, name or None, labels=labels, options=opts, driver=driver
         )
-        if not existed:
-            self._publish("create", volume.name)
         return json_response(volume_view(volume, self.store.data_dir(volume.name)), status=201)
 
     async def inspect(self, req: Request) -> Response:
@@ -146,10 +145,7 @@ class VolumesApi:
     async def remove(self, req: Request) -> Response:
         """``DELETE /volumes/{name}?force``: 409 when in use, 404 when missing (not forced)."""
         name = req.params["name"]
-        existed = self.store.exists(name)
         await asyncio.to_thread(self.store.remove, name, force=req.query_bool("force"))
-        if existed:
-            self._publish("destroy", name)
         return empty_response(204)
 
     async def prune(self, req: Request) -> Response:
@@ -159,7 +155,5 @@ class VolumesApi:
         removed, reclaimed = await asyncio.to_thread(
             self.store.prune, all_volumes=all_volumes, match=prune_matcher(filters)
         )
-        for name in removed:
-            self._publish("destroy", name)
         self.ctx.events.publish("volume", "prune", "", {"reclaimed": str(reclaimed)})
         return json_response({"VolumesDeleted": removed, "SpaceReclaimed": reclaimed})

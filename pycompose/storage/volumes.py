@@ -146,9 +146,14 @@ def _write_meta(directory: Path, volume: Volume) -> None:
 class VolumeStore:
     """Volumes under ``root`` (the ``<state>/volumes`` directory); thread-safe."""
 
-    def __init__(self, root: Path, binder: Binder) -> None:
+    def __init__(
+        self, root: Path, binder: Binder, *, on_event: Callable[[str, str], None] | None = None
+    ) -> None:
+        """``on_event(action, name)`` is told of ``create``, ``mount``, ``unmount`` and
+        ``destroy``, whoever asked for them (the API or the container component)."""
         self.root = Path(root)
         self.binder = binder
+        self._on_event = on_event
         self._lock = threading.RLock()
         self._active: dict[str, set[str]] = {}  # name -> container ids that mounted it
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -208,7 +213,12 @@ class VolumeStore:
             _write_meta(tmp, volume)
             os.rename(tmp, self.root / name)
             _fsync_dir(self.root)
-            return volume
+        self._event("create", name)
+        return volume
+
+    def _event(self, action: str, name: str) -> None:
+        if self._on_event is not None:
+            self._on_event(action, name)
 
     def _read(self, name: str) -> Volume | None:
         try:
@@ -292,7 +302,8 @@ class VolumeStore:
             if volume.options and not active and not self.binder.is_mounted(str(data)):
                 self._mount_backing(volume, data)
             active.add(container_id)
-            return data
+        self._event("mount", name)
+        return data
 
     def _mount_backing(self, volume: Volume, data: Path) -> None:
         opts = volume.options
@@ -322,6 +333,8 @@ class VolumeStore:
         """The container stopped using the volume; the last one unmounts driver mounts."""
         with self._lock:
             active = self._active.get(name, set())
+            if container_id in active:
+                self._event("unmount", name)
             active.discard(container_id)
             if active:
                 return
@@ -354,6 +367,7 @@ class VolumeStore:
             _fsync_dir(self.root)
             self._active.pop(name, None)
         self._delete_tree(trash)
+        self._event("destroy", name)
 
     def _unmount_all(self, path: Path) -> None:
         for point in self.binder.mounted_below(str(path)):

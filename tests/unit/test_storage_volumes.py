@@ -173,3 +173,15 @@ def test_bind_volume_binds_the_device(tmp_path: Path) -> None:
 )
 def test_label_matches(spec: str, expected: bool) -> None:
     assert label_matches({"a": "1"}, spec) is expected
+
+
+def test_events(tmp_path: Path) -> None:
+    seen: list[tuple[str, str]] = []
+    store = VolumeStore(tmp_path / "v", FakeBinder(), on_event=lambda a, n: seen.append((a, n)))
+    store.create("ev")
+    store.create("ev")  # already there: no second event
+    store.mount("ev", "c1")
+    store.unmount("ev", "c1")
+    store.unmount("ev", "c1")  # not mounted by c1 any more: nothing
+    store.remove("ev")
+    assert seen == [("create", "ev"), ("mount", "ev"), ("unmount", "ev"), ("destroy", "ev")]
