@@ -111,19 +111,21 @@ def _decode_fast(data: bytes) -> Query | None:
         edns = payload
     elif end != len(data):
         return None
-    name = b".".join(labels).decode("ascii").lower()
+    joined = b".".join(labels)
+    if joined.count(b".") != max(len(labels) - 1, 0):
+        return None  # a dot inside a label: dnspython escapes it properly
+    name = joined.decode("ascii").lower()
     return Query(ident, flags, name, qtype, qclass, data[12:end], edns, data)
 
 
 def _decode_slow(data: bytes) -> Decoded:
-    import dns.exception
     import dns.message
     import dns.opcode
     import dns.rcode
 
     try:
         message = dns.message.from_wire(data)
-    except (dns.exception.DNSException, ValueError, IndexError, UnicodeError, struct.error):
+    except Exception:  # whatever dnspython cannot parse is malformed: dropped, quietly
         return None
     if message.flags & _QR:
         return None  # never answer answers: two resolvers must not ping-pong
@@ -363,7 +365,13 @@ class DnsService:
 
     ``records`` is the name table (change it at any time, from any thread). ``upstreams``
     replaces the host's resolv.conf (tests, ``--dns``); by default the resolv.conf at
-    ``resolv_conf`` is read and re-read when it changes.
+    ``resolv_conf`` is read and re-read when it changes. ``timeout`` is per upstream.
+
+    For a container's peers to resolve from its first instant, the engine calls
+    ``records.set`` for it and ``add_endpoint`` for its namespace before its process
+    starts, and ``records.remove`` and ``remove_endpoint`` when it stops (the sockets
+    keep the namespace alive until then). Endpoints are not persisted: after a daemon
+    restart, add them again for the containers it re-adopts.
     """
 
     def __init__(

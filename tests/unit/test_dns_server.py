@@ -21,6 +21,7 @@ import dns.edns
 import dns.exception
 import dns.flags
 import dns.message
+import dns.name
 import dns.opcode
 import dns.rcode
 import dns.rdatatype
@@ -152,6 +153,12 @@ def test_unusual_queries_take_the_careful_path() -> None:
     )
     decoded = decode(with_cookie.to_wire())
     assert isinstance(decoded, Query) and decoded.name == "web" and decoded.edns == 1232
+
+
+def test_a_dot_inside_a_label_is_not_a_name_separator() -> None:
+    query = dns.message.make_query(dns.name.Name([b"web.front", b""]), "A")
+    decoded = decode(query.to_wire())
+    assert isinstance(decoded, Query) and decoded.name == "web\\.front"
 
 
 def test_answers_and_junk_are_dropped() -> None:
