@@ -36,8 +36,10 @@ class FakeReserver:
 
 @pytest.fixture
 def config(tmp_path: Path) -> EngineConfig:
-    return EngineConfig.load(root=tmp_path / "root", runtime_dir=tmp_path / "run",
-                             bridge_prefix="tu-", subnet_pool="10.77.0.0/16:24", environ={})  # fmt: skip
+    return EngineConfig.load(
+        root=tmp_path / "root", runtime_dir=tmp_path / "run", bridge_prefix="tu-",
+        subnet_pool="10.77.0.0/16:24", environ={},
+    )  # fmt: skip
 
 
 @pytest.fixture
@@ -96,7 +98,7 @@ def test_user_subnet_overlap_and_static_addresses(manager: NetworkManager) -> No
 
 def test_attach_configures_veths_in_order(manager: NetworkManager, kernel: FakeKernel) -> None:
     one = manager.create(NetworkSpec(name="one"))
-    two = manager.create(NetworkSpec(name="two", internal=True))
+    manager.create(NetworkSpec(name="two", internal=True))
     ns = manager.create_netns("c" * 64)
     ep1 = manager.attach("c" * 64, ns, "one", aliases=("web", "web", ""), name="/proj-web-1")
     ep2 = manager.attach("c" * 64, ns, "two")
@@ -146,8 +148,8 @@ def test_publish_resolves_ports_and_writes_dnat(
 ) -> None:
     manager.create(NetworkSpec(name="p"))
     ep = manager.attach("c4", manager.create_netns("c4"), "p")
-    bound = manager.publish("c4", [PortBinding(80, "tcp", "", 8080),
-                                   PortBinding(53, "udp", "127.0.0.1", 0, (5300, 5300))])  # fmt: skip
+    wanted = [PortBinding(80, "tcp", "", 8080), PortBinding(53, "udp", "127.0.0.1", 0, (5300,) * 2)]
+    bound = manager.publish("c4", wanted)
     assert [(b.host_port, b.host_range) for b in bound] == [(8080, None), (5300, None)]
     rules = kernel.tables[("inet", nat.table_name("tu-"))]
     dnat = [r["add"]["rule"] for r in rules if "rule" in r["add"] and
@@ -192,7 +194,7 @@ def test_ipv6_network(manager: NetworkManager, kernel: FakeKernel) -> None:
     manager.create(NetworkSpec(name="six", enable_ipv6=True))
     ep = manager.attach("c6", manager.create_netns("c6"), "six")
     assert ep.ipv6.startswith("fd") and ep.ipv6_prefix == 64 and ep.gateway6
-    spec = [c[1] for c in kernel.calls if c[0] == "add_veth"][0]
+    spec = next(c[1] for c in kernel.calls if c[0] == "add_veth")
     assert len(spec.addresses) == 2 and spec.gateways == (ep.gateway, ep.gateway6)
 
 
