@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pycompose.engine.api.router import ZERO, check_fields
-from pycompose.engine.errors import EngineError, InvalidArgument
+from pycompose.engine.errors import InvalidArgument
 from pycompose.storage.safepath import canonical
 from pycompose.storage.volumes import VolumeStore, check_name
 
@@ -183,8 +183,11 @@ _MOUNT_FIELDS = {
 }
 
 
-def parse_mount(m: Mapping[str, Any], volumes: VolumeStore) -> ResolvedMount:
-    """One ``Mounts`` entry (``--mount``)."""
+def parse_mount(
+    m: Mapping[str, Any], volumes: VolumeStore, created: list[str] | None = None
+) -> ResolvedMount:
+    """One ``Mounts`` entry (``--mount``); anonymous volumes it makes are added to
+    ``created``."""
     if not isinstance(m, Mapping):
         raise InvalidArgument("HostConfig.Mounts entries must be objects")
     check_fields(m, where="HostConfig.Mounts", known=_MOUNT_FIELDS)
@@ -194,7 +197,7 @@ def parse_mount(m: Mapping[str, Any], volumes: VolumeStore) -> ResolvedMount:
     if kind == "bind":
         return _mount_bind(m, source, target, ro)
     if kind == "volume":
-        return _mount_volume(m, source, target, ro, volumes)
+        return _mount_volume(m, source, target, ro, volumes, created)
     if kind == "tmpfs":
         if source:
             raise InvalidArgument(
@@ -243,7 +246,12 @@ def _mount_bind(m: Mapping[str, Any], source: str, target: str, ro: bool) -> Res
 
 
 def _mount_volume(
-    m: Mapping[str, Any], source: str, target: str, ro: bool, volumes: VolumeStore
+    m: Mapping[str, Any],
+    source: str,
+    target: str,
+    ro: bool,
+    volumes: VolumeStore,
+    created: list[str] | None,
 ) -> ResolvedMount:
     if m.get("BindOptions") or m.get("TmpfsOptions"):
         raise InvalidArgument('invalid mount config for type "volume": only VolumeOptions apply')
@@ -264,6 +272,8 @@ def _mount_volume(
             options=driver.get("Options") or {},
             driver=driver.get("Name") or "",
         ).name
+        if created is not None:
+            created.append(source)
     elif source and not volumes.exists(source):
         volumes.create(
             source,
@@ -387,7 +397,35 @@ def resolve_mounts(
     """
     del rootfs  # copy-up happens in MountStager.prepare, when the rootfs is mounted
     warns = warnings if warnings is not None else []
-    own = _own_mounts(host_config, volumes, warns)
+    created: list[str] = []  # anonymous volumes made by this call, removed if it fails
+    try:
+        return _resolve(
+            host_config,
+            image_config,
+            container_id,
+            volumes,
+            container_volumes,
+            volumes_from,
+            warns,
+            created,
+        )
+    except BaseException:
+        for name in created:
+            volumes.remove(name, force=True)
+        raise
+
+
+def _resolve(
+    host_config: Mapping[str, Any],
+    image_config: Mapping[str, Any] | None,
+    container_id: str,
+    volumes: VolumeStore,
+    container_volumes: Mapping[str, Any] | None,
+    volumes_from: MountsLookup | None,
+    warns: list[str],
+    created: list[str],
+) -> list[ResolvedMount]:
+    own = _own_mounts(host_config, volumes, warns, created)
     taken = {m.target for m in own}
     inherited = [
         m
@@ -402,14 +440,15 @@ def resolve_mounts(
             if norm not in taken:
                 mounts.append(ResolvedMount("volume", norm, copy_up=True, anonymous=True))
                 taken.add(norm)
-    return _acquire(sorted(mounts, key=lambda m: m.target.count("/")), container_id, volumes)
+    ordered = sorted(mounts, key=lambda m: m.target.count("/"))
+    return _acquire(ordered, container_id, volumes, created)
 
 
 def _own_mounts(
-    host_config: Mapping[str, Any], volumes: VolumeStore, warnings: list[str]
+    host_config: Mapping[str, Any], volumes: VolumeStore, warnings: list[str], created: list[str]
 ) -> list[ResolvedMount]:
     mounts = [parse_bind(str(b), warnings) for b in host_config.get("Binds") or []]
-    mounts += [parse_mount(m, volumes) for m in host_config.get("Mounts") or []]
+    mounts += [parse_mount(m, volumes, created) for m in host_config.get("Mounts") or []]
     mounts += parse_tmpfs(host_config.get("Tmpfs") or {})
     seen: set[str] = set()
     for m in mounts:
@@ -420,10 +459,9 @@ def _own_mounts(
 
 
 def _acquire(
-    mounts: list[ResolvedMount], container_id: str, volumes: VolumeStore
+    mounts: list[ResolvedMount], container_id: str, volumes: VolumeStore, created: list[str]
 ) -> list[ResolvedMount]:
     out: list[ResolvedMount] = []
-    created: list[str] = []
     try:
         for m in mounts:
             if m.type == "volume":
@@ -435,10 +473,8 @@ def _acquire(
                     volumes.create(m.source)
                 volumes.acquire(m.source, container_id)
             out.append(m)
-    except (EngineError, OSError):
+    except BaseException:
         release_volumes(out, container_id, volumes)
-        for name in created:
-            volumes.remove(name, force=True)
         raise
     return out
 

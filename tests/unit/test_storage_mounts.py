@@ -491,3 +491,17 @@ def test_files_kept_across_starts_and_cleanup(tmp_path: Path) -> None:
     assert [s.target for s in st.prepare("c2", [])] == ["/cf"]
     st.forget("c2")
     assert os.listdir(tmp_path / "mounts" / ".files") == []
+
+
+def test_failed_resolve_removes_the_anonymous_volumes_it_made(store: VolumeStore) -> None:
+    anon_with_opts = {"Type": "volume", "Target": "/o",
+                      "VolumeOptions": {"Labels": {"a": "b"}}}  # fmt: skip
+    with pytest.raises(InvalidArgument, match="Duplicate"):
+        resolve(store, {"Mounts": [anon_with_opts], "Tmpfs": {"/o": ""}})
+    with pytest.raises(InvalidArgument, match="VolumesFrom"):
+        resolve(
+            store,
+            {"Mounts": [anon_with_opts], "VolumesFrom": ["x"]},
+            image={"Volumes": {"/img": {}}},
+        )
+    assert store.list() == []
