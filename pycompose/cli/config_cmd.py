@@ -120,12 +120,11 @@ def config(
     if quiet:
         return 0
     if lines is None:
-        from pycompose.compose.normalize_print import escape_dollars, json_view
+        from pycompose.compose.normalize_print import escape_dollars, json_view, yaml_view
 
         if not no_interpolate:
             data = escape_dollars(data)
-        if fmt == "json":
-            data = json_view(data)
+        data = json_view(data) if fmt == "json" else yaml_view(data)
     text = "\n".join(lines) if lines is not None else _dump(data, fmt)
     if output:
         with open(output, "w", encoding="utf-8") as handle:

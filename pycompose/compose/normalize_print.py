@@ -10,6 +10,9 @@ compose's output conventions:
   ``x-*`` extension below the top level (services, mounts, ports, networks, volumes, ...).
   Keys of free-form maps (labels, environment, options...) are data, not extensions, and
   stay; compose prints those as a stray ``"#extensions"`` string, which we do not copy.
+* ``yaml_view``: compose's YAML leaves out what its JSON prints empty (``command`` and
+  ``entrypoint`` when null, ``ipam``, ``deploy.placement`` and ``deploy.resources`` when
+  empty) and spells the blkio device fields in lower case (its JSON capitalises them).
 """
 
 from __future__ import annotations
@@ -60,4 +63,42 @@ def json_view(project: dict[str, Any]) -> dict[str, Any]:
             out[key] = {name: _strip(entry, free_form=False) for name, entry in value.items()}
         else:
             out[key] = value
+    return out
+
+
+# Printed by compose's JSON even when empty or null, left out by its YAML.
+_YAML_OMIT_NULL = ("command", "entrypoint")
+_YAML_OMIT_EMPTY_DEPLOY = ("placement", "resources")
+
+
+def _yaml_service(service: Any) -> Any:
+    if not isinstance(service, dict):
+        return service
+    out = {k: v for k, v in service.items() if not (k in _YAML_OMIT_NULL and v is None)}
+    deploy = out.get("deploy")
+    if isinstance(deploy, dict):
+        out["deploy"] = {
+            k: v for k, v in deploy.items() if not (k in _YAML_OMIT_EMPTY_DEPLOY and v == {})
+        }
+    blkio = out.get("blkio_config")
+    if isinstance(blkio, dict):
+        out["blkio_config"] = {
+            k: [{str(f).lower(): x for f, x in d.items()} if isinstance(d, dict) else d
+                for d in v] if isinstance(v, list) else v
+            for k, v in blkio.items()
+        }
+    return out
+
+
+def yaml_view(project: dict[str, Any]) -> dict[str, Any]:
+    """The canonical project as compose's ``config`` (YAML) shows it."""
+    out = dict(project)
+    if isinstance(out.get("services"), dict):
+        out["services"] = {n: _yaml_service(s) for n, s in out["services"].items()}
+    if isinstance(out.get("networks"), dict):
+        out["networks"] = {
+            n: {k: v for k, v in net.items() if not (k == "ipam" and v == {})}
+            if isinstance(net, dict) else net
+            for n, net in out["networks"].items()
+        }
     return out

@@ -191,3 +191,35 @@ def test_listings_with_service_names(argv: list[str]) -> None:
     mine = ours(argv, cwd)
     assert mine.returncode == theirs.returncode == 0, mine.stderr
     assert sorted(mine.stdout.split()) == sorted(theirs.stdout.split())
+
+
+@pytest.mark.parametrize(
+    ("case", "args"),
+    [c for c in cases() if c[0] in ("print-empties", "webapp", "monitoring", "build-long")],
+    ids=lambda v: v if isinstance(v, str) else " ".join(v),
+)
+def test_same_yaml_as_docker_compose(case: str, args: list[str]) -> None:
+    """YAML text may differ in style; loaded, both print the same model."""
+    import yaml
+
+    cwd = CORPUS / case
+    theirs = reference([*args, "config"], cwd)
+    assert theirs.returncode == 0, theirs.stderr
+    mine = ours([*args, "config"], cwd)
+    assert mine.returncode == 0, mine.stderr
+    assert yaml.safe_load(mine.stdout) == yaml.safe_load(theirs.stdout)
+
+
+def test_output_file(tmp_path: Path) -> None:
+    """``-o`` writes what stdout would show, and ``-q`` writes nothing."""
+    import yaml
+
+    cwd = CORPUS / "print-empties"
+    theirs, mine = tmp_path / "theirs.yaml", tmp_path / "mine.yaml"
+    assert reference(["config", "-o", str(theirs)], cwd).returncode == 0
+    result = ours(["config", "-o", str(mine)], cwd)
+    assert result.returncode == 0 and result.stdout == ""
+    assert yaml.safe_load(mine.read_text()) == yaml.safe_load(theirs.read_text())
+    quiet = tmp_path / "quiet.yaml"
+    assert ours(["config", "-q", "-o", str(quiet)], cwd).returncode == 0
+    assert not quiet.exists()
