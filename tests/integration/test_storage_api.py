@@ -93,6 +93,12 @@ def test_docker_cli_volume_lifecycle(engine: EngineProcess) -> None:
     assert rm.returncode == 0 and rm.stdout.strip() == "myvol2"
     gone = run_docker(engine, "volume", "inspect", "myvol2")
     assert gone.returncode != 0 and "no such volume" in gone.stderr
+    anon = engine.client().post("/volumes/create", {})["Name"]
+    run_docker(engine, "volume", "create", "--label", "k=v", "named")
+    pruned = run_docker(engine, "volume", "prune", "-f")
+    assert pruned.returncode == 0, pruned.stderr
+    assert anon in pruned.stdout.split() and "named" not in pruned.stdout
+    assert run_docker(engine, "volume", "ls", "-q").stdout.split() == ["named"]
     bad = run_docker(engine, "volume", "create", "-o", "type=nfs", "-o", "device=:/x", "nv")
     assert bad.returncode != 0 and "'nfs'" in bad.stderr
 
