@@ -205,6 +205,14 @@ class MountStager:
                 with contextlib.suppress(EngineError):
                     self.volumes.unmount(m.source, container_id)
 
+    def adopt(self, container_id: str, mounts: Sequence[ResolvedMount]) -> None:
+        """After a daemon restart, for a container still running: its staged mounts stay,
+        and its volumes count it as mounted again (so driver mounts are not pulled from
+        under it when another user stops)."""
+        for m in mounts:
+            if m.type == "volume" and m.source:
+                self.volumes.adopt(m.source, container_id)
+
     def cleanup_stale(
         self, running: Collection[str], existing: Collection[str] | None = None
     ) -> list[str]:

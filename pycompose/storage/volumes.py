@@ -305,6 +305,12 @@ class VolumeStore:
         self._event("mount", name)
         return data
 
+    def adopt(self, name: str, container_id: str) -> None:
+        """A container that survived a daemon restart is still using the volume (its
+        driver mount, if any, is already there): count it without mounting anything."""
+        with self._lock:
+            self._active.setdefault(name, set()).add(container_id)
+
     def _mount_backing(self, volume: Volume, data: Path) -> None:
         opts = volume.options
         words = [w for w in opts.get("o", "").split(",") if w]

@@ -185,3 +185,18 @@ def test_events(tmp_path: Path) -> None:
     store.unmount("ev", "c1")  # not mounted by c1 any more: nothing
     store.remove("ev")
     assert seen == [("create", "ev"), ("mount", "ev"), ("unmount", "ev"), ("destroy", "ev")]
+
+
+def test_adopted_users_keep_a_driver_mount(tmp_path: Path) -> None:
+    binder = FakeBinder()
+    store = VolumeStore(tmp_path / "v", binder)
+    store.create("tt", options={"type": "tmpfs", "device": "tmpfs"})
+    store.mount("tt", "c1")
+    store.mount("tt", "c2")
+    restarted = VolumeStore(tmp_path / "v", binder)  # the daemon restarted, both still run
+    restarted.adopt("tt", "c1")
+    restarted.adopt("tt", "c2")
+    restarted.unmount("tt", "c1")
+    assert binder.is_mounted(str(store.data_dir("tt")))
+    restarted.unmount("tt", "c2")
+    assert not binder.is_mounted(str(store.data_dir("tt")))
