@@ -10,6 +10,21 @@ Targets must be absolute; ``/``, ``/proc``, ``/sys`` and ``/dev`` themselves, an
 below ``/proc`` or ``/sys``, are refused (mounting over them can hide the runtime's own
 protections). ``:z``/``:Z`` relabelling is accepted with a warning where SELinux is absent
 and refused where it is present (we do not relabel).
+
+How the container component uses storage (``volumes = ctx.services["volumes"]``,
+``stager = ctx.services["mounts"]``)::
+
+    create:  mounts = resolve_mounts(host_config, image_config, container_id=cid,
+                                     volumes=volumes, container_volumes=config.get("Volumes"),
+                                     volumes_from=lookup, warnings=warnings)
+             stager.set_files(cid, secrets.parse_api(body.get("Secrets"), body.get("Configs")))
+             record: [m.to_json() for m in mounts]; inspect "Mounts": [m.inspect(volumes) ...]
+    start:   specs = stager.prepare(cid, mounts, rootfs=str(merged))  # after the rootfs mount
+             ContainerSpecParams(mounts=(*etc_files, *specs), shm_size=shm_size(host_config))
+    exit:    stager.release(cid, mounts)             # after runc delete, before the rootfs unmount
+    rm:      stager.forget(cid, mounts); release_volumes(mounts, cid, volumes, remove_anonymous=v)
+    restart of the daemon: volumes.reconcile(all_ids); stager.adopt(cid, mounts) for each
+             running one; stager.cleanup_stale(running_ids, all_ids)
 """
 
 from __future__ import annotations
