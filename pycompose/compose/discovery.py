@@ -158,7 +158,8 @@ def discover(options: ProjectOptions, read_env_file: ReadEnvFile) -> Discovery:
     explicit_env = list(options.env_files)
     if not explicit_env and environ.get("COMPOSE_ENV_FILES"):
         explicit_env = [p for p in environ["COMPOSE_ENV_FILES"].split(",") if p]
-    env_paths = [_abs(p, base) for p in explicit_env]
+    # Explicit env files are relative to the working directory, not the project directory.
+    env_paths = [_abs(p, cwd) for p in explicit_env]
     pre_env = _read_env_files(
         env_paths or [os.path.join(base, ".env")], environ, read_env_file, required=bool(env_paths)
     )
@@ -178,12 +179,14 @@ def discover(options: ProjectOptions, read_env_file: ReadEnvFile) -> Discovery:
         if path != STDIN and not os.path.exists(path):
             raise ComposeError(f"open {path}: no such file or directory")
 
+    real_files = [f for f in files if f != STDIN]
     if options.project_directory:
         project_dir = base
-    elif files[0] == STDIN:
-        project_dir = cwd
+    elif real_files:
+        # The first file read from disk decides, even after ``-f -`` (as in compose).
+        project_dir = os.path.dirname(real_files[0])
     else:
-        project_dir = os.path.dirname(files[0])
+        project_dir = cwd
 
     if env_paths or project_dir == base:
         dotenv = pre_env

@@ -223,3 +223,44 @@ def test_output_file(tmp_path: Path) -> None:
     quiet = tmp_path / "quiet.yaml"
     assert ours(["config", "-q", "-o", str(quiet)], cwd).returncode == 0
     assert not quiet.exists()
+
+
+def _layout(root: Path) -> None:
+    """A project in proj/ and another directory with its own env files."""
+    (root / "proj").mkdir()
+    (root / "other").mkdir()
+    (root / "proj" / "compose.yaml").write_text(
+        "services:\n  app:\n    image: 'app:${TAG:-none}'\n    build: ./ctx\n"
+        "    env_file: [app.env]\n"
+    )
+    (root / "proj" / "app.env").write_text("A=1\n")
+    (root / "proj" / ".env").write_text("TAG=from-project\n")
+    (root / "other" / ".env").write_text("TAG=from-other\n")
+    (root / "other" / "x.env").write_text("TAG=explicit\n")
+    (root / "other" / "app.env").write_text("A=2\n")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--project-directory", "other", "-f", "proj/compose.yaml"],
+        ["--project-directory", "other", "--env-file", "other/x.env", "-f", "proj/compose.yaml"],
+        ["--project-directory", "other", "--env-file", "x.env", "-f", "proj/compose.yaml"],
+        ["-f", "-", "-f", "proj/compose.yaml"],
+        ["--project-directory", "proj", "-f", "-"],
+    ],
+    ids=" ".join,
+)
+def test_directories_and_env_files(args: list[str], tmp_path: Path) -> None:
+    """Env files are relative to the working directory; after ``-f -`` the first real file
+    decides the project directory."""
+    _layout(tmp_path)
+    stdin = "services:\n  extra:\n    image: busybox\n    build: ./b\n"
+    argv = [*args, "config", "--format", "json"]
+    theirs = reference(argv, tmp_path, stdin=stdin)
+    mine = ours(argv, tmp_path, stdin=stdin)
+    assert mine.returncode == theirs.returncode, mine.stderr + theirs.stderr
+    if theirs.returncode == 0:
+        assert json.loads(mine.stdout) == json.loads(theirs.stdout)
+    else:
+        assert mine.stderr.strip() and "Traceback" not in mine.stderr
