@@ -1,7 +1,7 @@
 """Docker's ``Binds``, ``Mounts``, ``Tmpfs``, ``Volumes`` and ``VolumesFrom``, resolved.
 
 :func:`resolve_mounts` turns the mount fields of a create request (plus the image's
-``VOLUME`` entries) into :class:`ResolvedMount` values: bind sources canonicalised, named
+``VOLUME`` entries) into :class:`ResolvedMount` values: bind sources normalised, named
 volumes created when missing, anonymous volumes made, and every volume recorded as used by
 the container. It mounts nothing. :class:`MountStager` (see ``stage.py``) then makes them
 real for a start and tears them down afterwards.
@@ -37,7 +37,6 @@ from typing import Any
 
 from pycompose.engine.api.router import ZERO, check_fields
 from pycompose.engine.errors import InvalidArgument
-from pycompose.storage.safepath import canonical
 from pycompose.storage.volumes import VolumeStore, check_name
 
 PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
@@ -72,7 +71,8 @@ MountsLookup = Callable[[str], Sequence[Mapping[str, Any]]]
 class ResolvedMount:
     """One mount of a container, resolved but not yet made.
 
-    ``type``: ``bind``, ``volume`` or ``tmpfs``. ``source``: the canonical host path (bind) or
+    ``type``: ``bind``, ``volume`` or ``tmpfs``. ``source``: the normalised host path (bind;
+    its symlinks are resolved at each start) or
     the volume name (volume). ``create_source``: make a missing host directory at start (the
     short ``-v`` syntax). ``copy_up``: fill an empty volume from the image at ``target`` on
     its first mount. ``options``: tmpfs options. ``mode``: Docker's ``Mode`` text.
@@ -119,6 +119,13 @@ class ResolvedMount:
         if self.type == "tmpfs":
             doc["Source"] = ""
         return doc
+
+
+def host_path(path: str) -> str:
+    """An absolute host path, normalised (``..`` and ``//`` folded, symlinks kept)."""
+    if not path.startswith("/"):
+        raise InvalidArgument(f"invalid mount path {path!r}: must be absolute")
+    return "/" + posixpath.normpath(path).lstrip("/")
 
 
 def selinux_enabled() -> bool:
@@ -174,7 +181,7 @@ def parse_bind(spec: str, warnings: list[str]) -> ResolvedMount:
         return ResolvedMount(
             "bind",
             target,
-            canonical(source),
+            host_path(source),
             "ro" in words,
             next(iter(props), "rprivate"),
             create_source=True,
@@ -249,7 +256,7 @@ def _mount_bind(m: Mapping[str, Any], source: str, target: str, ro: bool) -> Res
     prop = opts.get("Propagation") or "rprivate"
     if prop not in PROPAGATIONS:
         raise InvalidArgument(f"invalid propagation mode: {prop}")
-    path = canonical(source)
+    path = host_path(source)
     create = bool(opts.get("CreateMountpoint"))
     if not create and not os.path.exists(path):
         raise InvalidArgument(

@@ -29,7 +29,7 @@ from pycompose.engine.runtime.spec import MountSpec
 from pycompose.storage import copyup
 from pycompose.storage.mounts import ResolvedMount
 from pycompose.storage.overlay import MountError
-from pycompose.storage.safepath import Binder, OpenHook, open_below, open_nofollow
+from pycompose.storage.safepath import Binder, OpenHook, canonical, open_below, open_nofollow
 from pycompose.storage.secrets import FileMount, write_files
 from pycompose.storage.volumes import VolumeStore
 
@@ -141,7 +141,10 @@ class MountStager:
 
     def _open_bind(self, m: ResolvedMount) -> int:
         try:
-            return open_nofollow(m.source, create_dirs=m.create_source, hook=self.hook)
+            # Symlinks present now are followed (the user named that path, as with Docker);
+            # from here on, each component is opened without following any.
+            path = canonical(m.source)
+            return open_nofollow(path, create_dirs=m.create_source, hook=self.hook)
         except FileNotFoundError:
             raise InvalidArgument(
                 f'invalid mount config for type "bind": bind source path does not exist: {m.source}'

@@ -56,10 +56,10 @@ def test_short_bind(tmp_path: Path) -> None:
     assert m.create_source and warnings == []
 
 
-def test_short_bind_resolves_existing_symlinks(tmp_path: Path) -> None:
+def test_short_bind_keeps_the_path_as_named(tmp_path: Path) -> None:
     (tmp_path / "real").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "real")
-    assert parse_bind(f"{tmp_path}/link:/app", []).source == str(tmp_path / "real")
+    assert parse_bind(f"{tmp_path}//link/:/app", []).source == str(tmp_path / "link")
 
 
 def test_selinux_label_notice(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -505,3 +505,18 @@ def test_failed_resolve_removes_the_anonymous_volumes_it_made(store: VolumeStore
             image={"Volumes": {"/img": {}}},
         )
     assert store.list() == []
+
+
+def test_symlink_repointed_between_create_and_start_is_followed(tmp_path: Path) -> None:
+    st, binder, store = stager(tmp_path)
+    (tmp_path / "r1").mkdir()
+    (tmp_path / "r2").mkdir()
+    (tmp_path / "current").symlink_to(tmp_path / "r1")
+    mounts = resolve_mounts(
+        {"Binds": [f"{tmp_path}/current:/app"]}, None, container_id="c1", volumes=store
+    )
+    (tmp_path / "current").unlink()
+    (tmp_path / "current").symlink_to(tmp_path / "r2")  # a deploy re-points it before start
+    st.prepare("c1", mounts)
+    assert [c.source for c in binder.calls if c.op == "bind"] == [str(tmp_path / "r2")]
+    st.release("c1", mounts)
