@@ -29,12 +29,14 @@ import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pycompose.engine.api.router import check_fields
 from pycompose.engine.errors import InvalidArgument
-from pycompose.engine.runtime.spec import MountSpec
 from pycompose.storage.mounts import check_target
+
+if TYPE_CHECKING:  # the client side (compose building a request) needs no runtime code
+    from pycompose.engine.runtime.spec import MountSpec
 
 MAX_SECRET = 500 * 1024
 MAX_CONFIG = 1000 * 1024
@@ -133,6 +135,8 @@ def _parse_one(kind: str, item: Any, name_key: str) -> FileMount:
 
 def write_files(directory: Path, mounts: Sequence[FileMount]) -> list[MountSpec]:
     """Write each file into ``directory`` (created 0700) and return read-only bind mounts."""
+    from pycompose.engine.runtime.spec import MountSpec
+
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
     specs = []
