@@ -41,8 +41,9 @@ def load_busybox(engine: EngineProcess, layout: pathlib.Path) -> None:
         assert [e.get("stream") for e in resp.iter_json()] == ["Loaded image: busybox:latest\n"]
 
 
-def leftovers(engine: EngineProcess) -> list[str]:
-    """Container dirs, mounts, runc state and monitors of this engine that still exist."""
+def leftovers(engine: EngineProcess, ids: set[str] | None = None) -> list[str]:
+    """Container dirs, mounts, runc state, monitors and cgroups of this engine that still
+    exist (cgroups of ``ids``, by default every container the engine created)."""
     found: list[str] = []
     cdir = engine.config.root / "containers"
     if cdir.is_dir():
@@ -64,7 +65,7 @@ def leftovers(engine: EngineProcess) -> list[str]:
             if str(engine.tmp).encode() in cmd and (comm == "pycompose-mon"
                                                     or b"engine\x00serve" not in cmd):
                 found.append(f"process {proc.name} {comm} {cmd[:100]!r}")
-    for cid in created_ids(engine):
+    for cid in created_ids(engine) if ids is None else ids:
         for ctrl in ("pids", "memory", "cpu", "freezer"):
             if (CGROUPS / ctrl / "pycompose" / cid).exists():
                 found.append(f"cgroup {ctrl}/pycompose/{cid[:12]}")

@@ -46,7 +46,7 @@ CLI_BODY: dict[str, Any] = json.loads(
 
 
 def body(**host: Any) -> dict[str, Any]:
-    out = json.loads(json.dumps(CLI_BODY))
+    out: dict[str, Any] = json.loads(json.dumps(CLI_BODY))
     out["HostConfig"].update(host)
     return out
 

@@ -9,9 +9,10 @@ runtime is probed in the background (``PYCOMPOSE_OCI_RUNTIME`` names one to insi
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pycompose.engine.api.router import (
     HijackResponse,
@@ -22,14 +23,16 @@ from pycompose.engine.api.router import (
     json_response,
 )
 from pycompose.engine.api.streams import MULTIPLEXED_STREAM, RAW_STREAM, json_line
-from pycompose.engine.containers import attach
+from pycompose.engine.containers import attach, stats
 from pycompose.engine.containers.bundle import parse_signal
 from pycompose.engine.containers.execs import ExecService
 from pycompose.engine.containers.manager import ContainerManager
+from pycompose.engine.containers.record import ZERO_TIME
 from pycompose.engine.containers.recovery import recover
 from pycompose.engine.containers.runner import Runner
 from pycompose.engine.containers.top import top
 from pycompose.engine.errors import Conflict, InvalidArgument
+from pycompose.engine.runtime.cgroups import cgroups_path
 from pycompose.storage.overlay import KernelMounter
 
 if TYPE_CHECKING:
@@ -81,6 +84,7 @@ class ContainersApi:
         add("POST", "/containers/{id}/rename", self.rename)
         add("GET", "/containers/{id}/top", self.top)
         add("POST", "/containers/prune", self.prune)
+        add("GET", "/containers/{id}/stats", self.stats)
 
     async def create(self, req: Request) -> Response:
         """``POST /containers/create?name=``: 201 ``{"Id", "Warnings"}``."""
@@ -214,6 +218,35 @@ class ContainersApi:
         runtime, _ = await self.runner.runtime()
         pids = await runtime.ps(record.id)
         return json_response(await top(pids, req.query_str("ps_args") or "-ef"))
+
+    async def stats(self, req: Request) -> StreamResponse:
+        """CPU/memory/pids figures: one JSON line per second, or one with ``stream=false``."""
+        record = self.mgr.get(req.params["id"])
+        stream, one_shot = req.query_bool("stream", True), req.query_bool("one-shot")
+        if stream and one_shot:
+            raise InvalidArgument("cannot have stream=true and one-shot=true")
+        _, host = await self.runner.runtime()
+        path = cgroups_path(record.id)
+
+        async def body() -> AsyncIterator[bytes]:
+            prev: dict[str, Any] | None = None
+            while True:
+                if record.state.status not in ("running", "paused"):
+                    yield json_line({**stats.stopped_sample(), "name": "/" + record.name,
+                                     "id": record.id})  # fmt: skip
+                    return
+                now = {**stats.sample(host.mode, path), "name": "/" + record.name,
+                       "id": record.id}  # fmt: skip
+                now["precpu_stats"] = prev["cpu_stats"] if prev else stats.empty_cpu()
+                now["preread"] = prev["read"] if prev else ZERO_TIME
+                if stream or one_shot or prev is not None:
+                    yield json_line(now)
+                    if not stream:
+                        return
+                prev = now
+                await asyncio.sleep(1)
+
+        return StreamResponse(body())
 
     async def prune(self, req: Request) -> Response:
         """Remove every stopped container (``label`` and ``until`` filters)."""

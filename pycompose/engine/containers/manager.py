@@ -122,8 +122,6 @@ class ContainerManager:
         args = command_of(config)
         if not args:
             raise InvalidArgument("No command specified")
-        if host["NetworkMode"].startswith("container:"):
-            self.get(host["NetworkMode"].partition(":")[2])  # 404 for an unknown container
         self._check_host_config(host)
         cid = self.store.new_id()
         name = self.store.claim_name(name)

@@ -89,7 +89,12 @@ class Runner:
                 raise Conflict("cannot start a paused container, try unpause instead")
             if record.state.status in ("running", "removing", "dead"):
                 raise Conflict(f"container {record.id} is {record.state.status}")
-            await self._start_locked(record, live)
+            try:
+                await self._start_locked(record, live)
+            except Exception:
+                if record.host_config.get("AutoRemove"):
+                    self.mgr.background(self._auto_remove(record))  # as dockerd does
+                raise
 
     async def _start_locked(self, record: ContainerRecord, live: Live) -> None:
         if live.restart_task is not None and live.restart_task is not asyncio.current_task():

@@ -1,0 +1,170 @@
+"""More of the container lifecycle through the docker CLI: start -a, restart, wait, logs -f,
+exec -it, stats, shared network namespaces, OOM kills, and the daemon's own shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import pty
+import select
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.fixtures.engine import EngineProcess, start_engine, stop_engine
+from tests.integration.test_containers_api import _respawn
+from tests.integration.test_containers_docker_cli import (
+    DOCKER,
+    leftovers,
+    load_busybox,
+    ok,
+    run_docker,
+)
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture(scope="module")
+def module_engine(busybox_layout: pathlib.Path) -> Iterator[EngineProcess]:
+    eng = start_engine(components=())
+    try:
+        load_busybox(eng, busybox_layout)
+        yield eng
+    finally:
+        stop_engine(eng)
+
+
+@pytest.fixture
+def eng(module_engine: EngineProcess) -> Iterator[EngineProcess]:
+    yield module_engine
+    for cid in run_docker(module_engine, "ps", "-aq").stdout.split():
+        run_docker(module_engine, "rm", "-f", cid.decode())
+    deadline = time.monotonic() + 10
+    while leftovers(module_engine) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert leftovers(module_engine) == []
+
+
+def test_start_attach_restart_wait_and_follow(eng: EngineProcess) -> None:
+    ok(eng, "create", "--name", "again", "busybox", "echo", "again")
+    assert ok(eng, "start", "-a", "again") == "again\n"
+    assert ok(eng, "start", "-a", "again") == "again\n"
+    assert ok(eng, "logs", "again") == "again\n" * 2
+    ok(eng, "run", "-d", "--name", "svc", "busybox", "sh", "-c",
+       "echo up; trap 'exit 0' TERM; while :; do sleep 0.1; done")
+    assert ok(eng, "restart", "-t", "5", "svc") == "svc\n"
+    deadline = time.monotonic() + 5
+    while ok(eng, "logs", "svc") != "up\nup\n" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ok(eng, "logs", "svc") == "up\nup\n"
+    info = json.loads(ok(eng, "inspect", "svc"))[0]
+    assert info["State"]["Running"] and info["RestartCount"] == 0
+    ok(eng, "run", "-d", "--name", "five", "busybox", "sh", "-c", "sleep 0.3; exit 5")
+    assert ok(eng, "wait", "five") == "5\n"
+    ok(eng, "run", "-d", "--name", "count", "busybox", "sh", "-c",
+       "for i in 1 2 3; do echo $i; sleep 0.2; done")
+    start = time.monotonic()
+    assert ok(eng, "logs", "-f", "count") == "1\n2\n3\n"
+    assert time.monotonic() - start < 5
+
+
+def test_exec_it_through_a_pty(eng: EngineProcess) -> None:
+    ok(eng, "run", "-d", "--name", "host", "busybox", "sleep", "100")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+    pid, fd = pty.fork()
+    if pid == 0:  # pragma: no cover - the child becomes the docker CLI
+        os.execvpe(DOCKER, [DOCKER, "-H", eng.host, "exec", "-it", "host", "sh"], env)
+    out = b""
+    try:
+        os.write(fd, b"echo in-$((2+3)); tty; exit 6\r")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    assert b"in-5" in out and b"/dev/pts/" in out
+    assert os.waitstatus_to_exitcode(status) == 6
+
+
+def test_stats_one_shot_and_no_stream(eng: EngineProcess) -> None:
+    cid = ok(eng, "run", "-d", "--name", "stat", "--memory", "64m", "--pids-limit", "50",
+             "busybox", "sleep", "100").strip()
+    with eng.client().stream("GET", f"/containers/{cid}/stats",
+                             query={"stream": 0, "one-shot": 1}) as resp:
+        (stats,) = list(resp.iter_json())
+    assert stats["id"] == cid and stats["name"] == "/stat"
+    assert stats["memory_stats"]["limit"] == 64 * 1024 * 1024
+    assert 0 < stats["memory_stats"]["usage"] < 64 * 1024 * 1024
+    assert stats["pids_stats"] == {"current": 1, "limit": 50}
+    assert stats["cpu_stats"]["cpu_usage"]["total_usage"] > 0
+    line = ok(eng, "stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}} {{.PIDs}}",
+              "stat")  # fmt: skip
+    assert line.startswith("stat ") and "64MiB" in line and line.strip().endswith(" 1")
+
+
+def test_shared_network_namespace(eng: EngineProcess) -> None:
+    ok(eng, "run", "-d", "--name", "owner", "busybox", "sleep", "100")
+    pid = int(ok(eng, "inspect", "--format", "{{.State.Pid}}", "owner"))
+    owner_ns = os.readlink(f"/proc/{pid}/ns/net")
+    joined = ok(eng, "run", "--rm", "--network", "container:owner", "busybox", "readlink",
+                "/proc/self/ns/net")  # fmt: skip
+    assert joined.strip() == owner_ns
+    alone = ok(eng, "run", "--rm", "busybox", "readlink", "/proc/self/ns/net")
+    assert alone.strip() != owner_ns and alone.strip() != os.readlink("/proc/self/ns/net")
+    proc = run_docker(eng, "run", "--rm", "--network", "container:nosuch", "busybox", "true")
+    assert proc.returncode != 0 and b"No such container: nosuch" in proc.stderr
+    assert ok(eng, "ps", "-aq") == ok(eng, "ps", "-q")  # the --rm container went with it
+
+
+def test_oom_kill_is_recorded(eng: EngineProcess) -> None:
+    since = time.time()
+    ok(eng, "run", "-d", "--name", "hog", "--memory", "16m", "--memory-swap", "16m", "busybox",
+       "sh", "-c", "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo ${#x}")
+    assert ok(eng, "wait", "hog").strip().isdigit()
+    state = json.loads(ok(eng, "inspect", "hog"))[0]["State"]
+    assert state["OOMKilled"] is True and state["Status"] == "exited"
+    query = {"since": f"{since:.3f}", "until": f"{time.time():.3f}",
+             "filters": json.dumps({"container": ["hog"]})}
+    with eng.client().stream("GET", "/events", query=query) as resp:
+        actions = [e["Action"] for e in resp.iter_json()]
+    assert "oom" in actions and actions.index("oom") < actions.index("die")
+
+
+def test_daemon_shutdown_stops_containers_and_always_comes_back(
+        busybox_layout: pathlib.Path) -> None:  # fmt: skip
+    engine = start_engine(components=())
+    try:
+        load_busybox(engine, busybox_layout)
+        ok(engine, "run", "-d", "--name", "keep", "--restart", "always", "busybox", "sleep", "100")
+        ok(engine, "run", "-d", "--name", "once", "busybox", "sleep", "100")
+        pid = int(ok(engine, "inspect", "--format", "{{.State.Pid}}", "keep"))
+        ids = set(ok(engine, "ps", "-aq", "--no-trunc").split())
+        engine.process.send_signal(signal.SIGTERM)
+        engine.process.wait(30)
+        assert not pathlib.Path(f"/proc/{pid}").exists()
+        assert [x for x in leftovers(engine, ids) if not x.startswith("dir ")] == []
+        assert not (engine.config.runtime_dir / "runc").exists()
+        _respawn(engine)
+        deadline = time.monotonic() + 10
+        while "keep" not in ok(engine, "ps") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        names = ok(engine, "ps", "--format", "{{.Names}} {{.State}}").split("\n")
+        assert "keep running" in names and "once running" not in names
+        assert "Exited (137)" in ok(engine, "ps", "-a", "--filter", "name=once")
+        ok(engine, "rm", "-f", "keep", "once")
+        assert leftovers(engine) == []
+    finally:
+        stop_engine(engine)
