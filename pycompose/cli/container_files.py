@@ -150,9 +150,11 @@ def copy_to(client: EngineClient, container: str, src: str, dest: str,
             name = "." if contents else os.path.basename(os.path.normpath(src))
         elif stat is not None and src_is_dir:
             raise CliError(f"cannot copy a directory to a file: {dest}")
+        elif stat is None and dest.endswith("/"):
+            # Meant as a directory: the engine refuses the upload if it does not exist.
+            target = dest
+            name = "." if contents else os.path.basename(os.path.normpath(src))
         else:
-            if stat is None and dest.endswith("/") and not src_is_dir:
-                raise CliError(f"destination directory {dest!r} must exist")
             target = os.path.dirname(dest.rstrip("/")) or "/"
             name = os.path.basename(dest.rstrip("/"))
         data = _tar_of(src, name)
