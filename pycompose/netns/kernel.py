@@ -142,8 +142,7 @@ class LinuxKernel:
                 _write_sysctl(f"/proc/sys/net/ipv4/conf/{name}/route_localnet", "1")
                 index = ipr.link_lookup(ifname=name)[0]
                 for cidr in addresses:
-                    ip, plen, family = _split_cidr(cidr)
-                    ipr.addr("add", index=index, address=ip, prefixlen=plen, family=family)
+                    _add_address(ipr, index, cidr)
                 ipr.link("set", index=index, state="up")
         except NetlinkError as err:
             raise _netlink_error(f"cannot create bridge {name}", err) from err
@@ -239,6 +238,19 @@ class LinuxKernel:
         ]
 
 
+_IFA_F_NODAD = 0x02
+
+
+def _add_address(ipr: Any, index: int, cidr: str) -> None:
+    """Add an address; IPv6 ones skip duplicate address detection (usable at once, and the
+    engine's IPAM already guarantees uniqueness)."""
+    ip, plen, family = _split_cidr(cidr)
+    if family == 10:
+        ipr.addr("add", index=index, address=ip, prefixlen=plen, family=family, flags=_IFA_F_NODAD)
+    else:
+        ipr.addr("add", index=index, address=ip, prefixlen=plen, family=family)
+
+
 def _configure_inside(spec: VethSpec) -> None:
     """Addresses, link up and default routes, run inside the container's namespace."""
     from pyroute2 import IPRoute
@@ -246,8 +258,7 @@ def _configure_inside(spec: VethSpec) -> None:
     with IPRoute() as ipr:
         index = ipr.link_lookup(ifname=spec.ifname)[0]
         for cidr in spec.addresses:
-            ip, plen, family = _split_cidr(cidr)
-            ipr.addr("add", index=index, address=ip, prefixlen=plen, family=family)
+            _add_address(ipr, index, cidr)
         ipr.link("set", index=index, state="up")
         for gateway in spec.gateways:
             family = 10 if ":" in gateway else 2

@@ -14,6 +14,7 @@ shutdown ``close()`` removes bridges nobody uses and, when no endpoint is left, 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import errno
 import secrets
@@ -491,6 +492,8 @@ class NetworkManager:
                 for sock in pub.sockets:
                     sock.close()
             self._sync_nat()
+            with contextlib.suppress(OSError):
+                self.netns_dir.rmdir()  # only when empty: containers may still run
 
 
 def network_filter_match(record: NetworkRecord, filters: Mapping[str, list[str]]) -> bool:

@@ -345,3 +345,32 @@ def test_gc_after_a_simulated_crash(tmp_path: Path) -> None:
         time.sleep(0)
         teardown(NetworkManager(config, LinuxKernel()))
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_ipv6_network(env: Env) -> None:
+    env.manager.create(NetworkSpec(name="six", enable_ipv6=True))
+    a, b = env.netns("v6a"), env.netns("v6b")
+    ep_a = env.manager.attach("v6a", a, "six")
+    ep_b = env.manager.attach("v6b", b, "six")
+    assert ep_a.ipv6 and ep_b.ipv6
+    assert env.run(a, "busybox", "ping", "-6", "-c", "1", "-W", "2", ep_b.ipv6).returncode == 0
+    assert env.ping(a, ep_b.ipv4)
+
+
+def test_connect_container_end_to_end(env: Env) -> None:
+    from pycompose.netns.container import (
+        ContainerNetworkRequest,
+        connect_container,
+        disconnect_container,
+    )
+
+    env.manager.create(NetworkSpec(name="proj"))
+    req = ContainerNetworkRequest("e" * 64, "/proj-web-1", "proj",
+                                  endpoints_config={"proj": {"Aliases": ["web"]}},
+                                  port_bindings={"80/tcp": [{"HostIp": "127.0.0.1"}]})  # fmt: skip
+    net = connect_container(env.manager, req)
+    ns = Path(net.netns_path)
+    env.serve(ns, "tcp", 80)
+    assert env.client(None, "tcp", "127.0.0.1", net.ports[0].host_port).startswith("HELLO")
+    disconnect_container(env.manager, "e" * 64)
+    assert not ns.exists()
