@@ -468,36 +468,3 @@ def test_probe_picks_a_working_runtime(tmp_path: Path) -> None:
         oci.probe_runtime("no-such-runtime", work_dir=tmp_path)
     assert not list(tmp_path.iterdir())
     assert not list(Path("/sys/fs/cgroup").glob(f"*/{oci.PROBE_CGROUP_PARENT}"))
-
-
-def test_latency_runc_alone_vs_monitor(engine: Engine, capsys: pytest.CaptureFixture[str]) -> None:
-    """Measure (not a timed test): ``runc run`` of ``true`` vs our start + wait path."""
-    n = 10
-    cid, cdir, _ = engine.prepare(("true",))
-    alone = []
-    for i in range(n):
-        t0 = time.perf_counter()
-        r = subprocess.run(engine.runtime.argv("run", "--bundle", str(cdir), f"{cid}-{i}"),
-                           capture_output=True)  # fmt: skip
-        alone.append(time.perf_counter() - t0)
-        assert r.returncode == 0, r.stderr
-    ours = []
-    for _ in range(n):
-        cid2, cdir2, _ = engine.prepare(("true",))
-        engine.started.append((cid2, cdir2))
-        cfg = engine.monitor_config(cid2, cdir2)
-
-        async def once(cfg: monitor.MonitorConfig = cfg) -> float:
-            t0 = time.perf_counter()
-            await monitor.start_container(cfg)
-            assert (await monitor.wait_exit(cfg.state_dir, 30)).code == 0
-            return time.perf_counter() - t0
-
-        ours.append(run(once))
-    alone.sort()
-    ours.sort()
-    with capsys.disabled():
-        print(
-            f"\nrunc run true: median {alone[n // 2] * 1000:.1f} ms, min {alone[0] * 1000:.1f} ms;"
-            f" monitor start+wait: median {ours[n // 2] * 1000:.1f} ms, min {ours[0] * 1000:.1f} ms"
-        )
