@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -137,3 +138,42 @@ def test_docker_cli_drives_our_networks(engine: EngineProcess) -> None:
     info = json.loads(docker("network", "inspect", "dnet"))
     assert info[0]["Id"] == ident and info[0]["Internal"] is True
     docker("network", "rm", "dnet")
+
+
+def test_restart_after_sigkill_leaves_nothing() -> None:
+    first = start_engine(components=(COMPONENT,))
+    config = first.config
+    kernel = LinuxKernel()
+    second: EngineProcess | None = None
+    try:
+        ident = first.client().post("/networks/create", {"Name": "crash"})["Id"]
+        bridge = (config.bridge_prefix + ident)[:15]
+        assert bridge in kernel.link_names()
+        first.process.kill()
+        first.process.wait()
+        assert bridge in kernel.link_names()  # a SIGKILLed daemon cleans nothing
+        argv = [sys.executable, "-m", "pycompose.cli.main", "engine", "serve",
+                *config.serve_args(), "--component", COMPONENT]  # fmt: skip
+        with open(first.log_path, "ab") as log:
+            proc = subprocess.Popen(argv, stdout=log, stderr=log, env=first.env())
+        second = EngineProcess(config, proc, first.tmp, first.log_path)
+        client = second.client()
+        for _ in range(500):
+            if client.ping():
+                break
+            time.sleep(0.02)
+        # The record survives; its unused bridge was garbage-collected at start.
+        assert client.get("/networks/crash")["Id"] == ident
+        assert bridge not in kernel.link_names()
+        client.delete("/networks/crash")
+    finally:
+        if first.process.poll() is None:
+            first.process.kill()
+            first.process.wait()
+        if second is not None:
+            stop_engine(second)
+        else:
+            shutil.rmtree(first.tmp, ignore_errors=True)
+    left = [n for n in kernel.link_names() if n.startswith(config.bridge_prefix)]
+    left += [n for _, n in kernel.nft_tables() if n == nat.table_name(config.bridge_prefix)]
+    assert not left
