@@ -88,6 +88,9 @@ def test_entrypoint_and_cmd_rules() -> None:
     assert bundle.command_of(c) == ["/init", "serve"]
     warnings = bundle.merge_image_config({}, {"config": {"Volumes": {"/data": {}}}})
     assert "/data" in warnings[0]
+    warnings = bundle.merge_image_config({}, {"config": {"Healthcheck": {"Test": ["CMD", "x"]}}})
+    assert "health check" in warnings[0]
+    assert bundle.merge_image_config({}, {"config": {"Healthcheck": {"Test": ["NONE"]}}}) == []
 
 
 def test_create_errors(mgr: ContainerManager) -> None:
@@ -96,6 +99,10 @@ def test_create_errors(mgr: ContainerManager) -> None:
     with pytest.raises(InvalidArgument, match="unknown log opt 'tag'"):
         mgr.create({"Image": "busybox", "HostConfig": {"LogConfig": {"Config": {"tag": "x"}}}},
                    None)  # fmt: skip
+    with pytest.raises(InvalidArgument, match="named volumes"):
+        mgr.create({"Image": "busybox", "HostConfig": {"Binds": ["vol:/data"]}}, None)
+    with pytest.raises(InvalidArgument, match="ExtraHosts"):
+        mgr.create({"Image": "busybox", "HostConfig": {"ExtraHosts": ["nocolon"]}}, None)
     mgr.create({"Image": "busybox"}, "one")
     with pytest.raises(Conflict, match="already in use"):
         mgr.create({"Image": "busybox"}, "/one")

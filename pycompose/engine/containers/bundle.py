@@ -57,6 +57,10 @@ def merge_image_config(config: dict[str, Any], image: Mapping[str, Any]) -> list
     labels = dict(img.get("Labels") or {})
     labels.update(config.get("Labels") or {})
     config["Labels"] = labels
+    test = (img.get("Healthcheck") or {}).get("Test") or []
+    if test and test != ["NONE"]:
+        warnings.append("the image defines a health check; health checks are not run yet, "
+                        "so the container reports no health status")
     if img.get("Volumes"):
         warnings.append(
             "the image declares volumes "

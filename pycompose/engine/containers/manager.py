@@ -21,8 +21,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pycompose.engine.containers import views
-from pycompose.engine.containers.bundle import command_of, merge_image_config
-from pycompose.engine.containers.record import ContainerRecord, now_rfc3339
+from pycompose.engine.containers.bundle import (
+    command_of,
+    etc_params,
+    merge_image_config,
+    user_mounts,
+)
+from pycompose.engine.containers.record import ZERO_TIME, ContainerRecord, now_rfc3339
 from pycompose.engine.containers.request import validate_create
 from pycompose.engine.containers.store import ContainerStore
 from pycompose.engine.errors import Conflict, InvalidArgument, NotFound
@@ -164,6 +169,9 @@ class ContainerManager:
             raise InvalidArgument("HostConfig.LogConfig.Type is not supported")
         from pycompose.engine.runtime.logs import parse_log_opts
 
+        # Refused at create, as dockerd does, rather than at start when `run` already waits.
+        user_mounts(host)
+        etc_params({"Hostname": "h"}, host, ("", ""))
         config = dict(host["LogConfig"].get("Config") or {})
         parse_log_opts({k: v for k, v in config.items() if k in ("max-size", "max-file")})
         for key in config:
@@ -310,7 +318,10 @@ def _endpoint() -> dict[str, Any]:
 
 
 def _wait_result(record: ContainerRecord) -> dict[str, Any]:
-    error = {"Message": record.state.error} if record.state.error else None
+    # A start failure was already the answer to the start request; Error is for exits that
+    # went wrong (a monitor that vanished), as in Docker.
+    ran = record.state.started_at != ZERO_TIME
+    error = {"Message": record.state.error} if record.state.error and ran else None
     return {"StatusCode": record.state.exit_code, "Error": error}
 
 

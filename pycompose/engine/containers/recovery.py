@@ -50,8 +50,10 @@ async def recover(mgr: ContainerManager) -> None:
 
 
 def _starts_with_daemon(record: ContainerRecord) -> bool:
+    # Docker: "always" comes back with the daemon even after a manual stop, "unless-stopped"
+    # only if it was not stopped by hand.
     name = (record.host_config.get("RestartPolicy") or {}).get("Name")
-    return name in ("always", "unless-stopped") and not record.manually_stopped
+    return name == "always" or (name == "unless-stopped" and not record.manually_stopped)
 
 
 async def _settle(mgr: ContainerManager, record: ContainerRecord) -> bool:
