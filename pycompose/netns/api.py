@@ -36,12 +36,16 @@ class ContainerConnector(Protocol):
 
     async def connect_network(
         self, container: str, network: NetworkRecord, endpoint_config: dict[str, Any]
-    ) -> None:
-        """Connect the named container (``EndpointConfig`` as Docker sends it)."""
+    ) -> str:
+        """Connect the named container (``EndpointConfig`` as Docker sends it); its full id.
+
+        A running container gets an endpoint now (``NetworkManager.attach``, in a worker
+        thread); a stopped one keeps the config for its next start.
+        """
         ...
 
-    async def disconnect_network(self, container: str, network: NetworkRecord, force: bool) -> None:
-        """Disconnect the named container."""
+    async def disconnect_network(self, container: str, network: NetworkRecord, force: bool) -> str:
+        """Disconnect the named container; its full id."""
         ...
 
 
@@ -145,7 +149,8 @@ class NetworksApi:
         config = body.get("EndpointConfig") or {}
         if not isinstance(config, dict):
             raise InvalidArgument("EndpointConfig must be an object")
-        await self._connector(container).connect_network(container, record, config)
+        cid = await self._connector(container).connect_network(container, record, config)
+        self._event("connect", record, container=cid)
         return empty_response(200)
 
     async def disconnect(self, req: Request) -> Response:
@@ -154,9 +159,10 @@ class NetworksApi:
         if not container:
             raise InvalidArgument("Container is required")
         record = await asyncio.to_thread(self.manager.get, req.params["id"])
-        await self._connector(container).disconnect_network(
+        cid = await self._connector(container).disconnect_network(
             container, record, bool(body.get("Force"))
         )
+        self._event("disconnect", record, container=cid)
         return empty_response(200)
 
 
