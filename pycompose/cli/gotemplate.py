@@ -244,6 +244,8 @@ class _Parser:
                 args.append(_operand(kind, text))
         if args:
             cmds.append(_Cmd(args))
+        elif cmds:
+            raise TemplateError("template: missing command after '|'")
         return _Pipe(decl, cmds), tokens
 
 
@@ -538,7 +540,9 @@ def _print(*args: Any) -> str:
 def _slice(value: Any, *idx: int) -> Any:
     if not isinstance(value, (str, list, tuple)):
         raise TemplateError("template: can't slice this value")
-    return value[slice(*idx)] if idx else value
+    if len(idx) > 2:
+        raise TemplateError("template: slice takes at most two indexes here")
+    return value[idx[0]:idx[1] if len(idx) > 1 else None] if idx else value
 
 
 def _pad(value: Any, before: int, after: int) -> str:
