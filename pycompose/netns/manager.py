@@ -16,22 +16,20 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import errno
 import secrets
-import socket
 import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from pycompose.engine.config import EngineConfig
 from pycompose.engine.errors import Conflict, InvalidArgument, NotFound
 from pycompose.netns import ipam, nat
 from pycompose.netns.bridge import ensure_bridge, is_bridge_name
-from pycompose.netns.errors import PortInUse
 from pycompose.netns.kernel import Kernel, VethSpec
 from pycompose.netns.networks import NetworkSpec, make_record
-from pycompose.netns.ports import PortBinding, Reserver, candidates, find_holder, reserve_port
+from pycompose.netns.ports import PortBinding, Reserver, find_holder, reserve_port
+from pycompose.netns.publish import PortTable
 from pycompose.netns.records import (
     DRIVER_BRIDGE,
     PREDEFINED,
@@ -42,15 +40,6 @@ from pycompose.netns.records import (
 from pycompose.netns.veth import is_veth_name, next_ifname, veth_name
 
 Listener = Callable[[str, Endpoint], None]
-
-
-@dataclass
-class Published:
-    """A container's published ports and the sockets that reserve them."""
-
-    bindings: list[PortBinding]
-    rules: list[nat.PortRule]
-    sockets: list[socket.socket] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -81,12 +70,10 @@ class NetworkManager:
         self.kernel = kernel
         self.prefix = config.bridge_prefix
         self.netns_dir = config.runtime_dir / "netns"
-        self._reserve = reserver
-        self._holder = holder
+        self.ports = PortTable(reserver, holder)
         self._store = NetworkStore(config.root / "networks")
         self._lock = threading.RLock()
         self._networks: dict[str, NetworkRecord] = {r.id: r for r in self._store.load_all()}
-        self._published: dict[str, Published] = {}
         self.listeners: list[Listener] = []
         self._ensure_predefined()
 
@@ -308,9 +295,7 @@ class NetworkManager:
                 self.kernel.delete_link(ep.host_veth)
             del record.endpoints[container_id]
             self._store.save(record)
-            pub = self._published.get(container_id)
-            if pub is not None:
-                pub.rules = [r for r in pub.rules if r.container_ip not in (ep.ipv4, ep.ipv6)]
+            self.ports.drop_rules_to(container_id, (ep.ipv4, ep.ipv6))
             self._sync_nat()
         self._notify("detach", ep)
 
@@ -330,104 +315,35 @@ class NetworkManager:
 
         Every port is checked (and reserved) before any rule is written: a port held by one
         of our containers or by a host process raises ``PortInUse`` naming the holder, and
-        nothing of this call is left behind.
+        nothing of this call is left behind. The target is the container's first endpoint
+        on a non-internal network.
         """
         with self._lock:
-            if container_id in self._published:
-                raise Conflict(f"ports of container {container_id[:12]} are already published")
             wanted = list(ports)
             target = next(
                 (ep for rec, ep in self.endpoints(container_id) if not rec.internal), None
             )
-            if wanted and target is None:
+            if target is None:
+                if not wanted:
+                    return []
                 raise InvalidArgument(
                     f"container {container_id[:12]} has no bridge network to publish ports on"
                 )
-            pub = Published([], [])
-            try:
-                for binding in wanted:
-                    assert target is not None
-                    self._publish_one(container_id, binding, target, pub)
-            except BaseException:
-                for sock in pub.sockets:
-                    sock.close()
-                raise
-            self._published[container_id] = pub
+            bridge = self._networks[target.network_id].bridge
+            bound = self.ports.publish(container_id, wanted, target, bridge)
             self._sync_nat()
-            return list(pub.bindings)
-
-    def _publish_one(
-        self, container_id: str, binding: PortBinding, ep: Endpoint, pub: Published
-    ) -> None:
-        version6 = ":" in binding.host_ip
-        if binding.host_ip == "::1":
-            raise InvalidArgument("publishing on ::1 is not supported: the kernel cannot "
-                                  "forward IPv6 loopback traffic; use 127.0.0.1")  # fmt: skip
-        if version6 and not ep.ipv6:
-            raise InvalidArgument(
-                f"cannot publish on {binding.host_ip}: the container has no IPv6 address"
-            )
-        last: OSError | None = None
-        for port in candidates(binding):
-            self._check_ours(container_id, binding, port, pub)
-            try:
-                sock = self._reserve(binding.protocol, binding.host_ip, port)
-            except OSError as err:
-                if err.errno != errno.EADDRINUSE:
-                    raise
-                last = err
-                if binding.host_port:
-                    break
-                continue
-            pub.sockets.append(sock)
-            resolved = replace(binding, host_port=port, host_range=None)
-            pub.bindings.append(resolved)
-            self._add_rules(resolved, ep, pub)
-            return
-        if binding.host_port and last is not None:
-            who = self._holder(binding.protocol, binding.host_ip, binding.host_port)
-            raise PortInUse(
-                f"Bind for {binding.host_ip or '0.0.0.0'}:{binding.host_port}/{binding.protocol}"
-                f" failed: port is already in use by {who or 'another socket'}"
-            )
-        raise PortInUse(f"no free host port for {binding.key} ({binding.host_range or 'random'})")
-
-    def _check_ours(
-        self, container_id: str, binding: PortBinding, port: int, pub: Published
-    ) -> None:
-        owners = [(container_id, pub), *self._published.items()]
-        for owner, other in owners:
-            for b in other.bindings:
-                same_ip = b.host_ip in ("", binding.host_ip) or binding.host_ip == ""
-                clash = b.protocol == binding.protocol and b.host_port == port and same_ip
-                if clash and binding.host_port:
-                    raise PortInUse(
-                        f"Bind for {binding.host_ip or '0.0.0.0'}:{port}/{binding.protocol} "
-                        f"failed: port is already allocated to container {owner[:12]}"
-                    )
-
-    def _add_rules(self, b: PortBinding, ep: Endpoint, pub: Published) -> None:
-        bridge = self._networks[ep.network_id].bridge
-        targets = [ep.ipv6] if ":" in b.host_ip else [ep.ipv4] if b.host_ip else [ep.ipv4, ep.ipv6]
-        for ip in (t for t in targets if t):
-            rule = nat.PortRule(b.protocol, b.host_ip, b.host_port, ip, b.container_port, bridge)
-            pub.rules.append(rule)
+            return bound
 
     def unpublish(self, container_id: str) -> None:
         """Remove a container's published ports (nothing if it had none)."""
         with self._lock:
-            pub = self._published.pop(container_id, None)
-            if pub is None:
-                return
-            for sock in pub.sockets:
-                sock.close()
-            self._sync_nat()
+            if self.ports.unpublish(container_id):
+                self._sync_nat()
 
     def published(self, container_id: str) -> list[PortBinding]:
         """The container's published ports, host ports resolved."""
         with self._lock:
-            pub = self._published.get(container_id)
-            return list(pub.bindings) if pub else []
+            return self.ports.bindings(container_id)
 
     # -- nftables, gc and shutdown ------------------------------------------------------------
 
@@ -445,8 +361,7 @@ class NetworkManager:
             nat.NatNetwork(r.bridge, tuple(c.subnet for c in r.ipam), r.internal, r.masquerade)
             for r in active
         ]
-        rules = [rule for pub in self._published.values() for rule in pub.rules]
-        self.kernel.nft(nat.build_table(self.prefix, nets, rules))
+        self.kernel.nft(nat.build_table(self.prefix, nets, self.ports.rules()))
 
     def gc(self, live: Collection[str] = ()) -> GcReport:
         """Remove endpoints, veths, bridges, netns files and rules nobody owns any more."""
@@ -477,9 +392,7 @@ class NetworkManager:
                 dropped.append(record.endpoints.pop(cid).endpoint_id)
             if dead:
                 self._store.save(record)
-        for cid in [c for c in self._published if c not in live]:
-            for sock in self._published.pop(cid).sockets:
-                sock.close()
+        self.ports.keep_only(live)
         return dropped
 
     def close(self) -> None:
@@ -488,9 +401,7 @@ class NetworkManager:
             for record in self._networks.values():
                 if record.bridge and not record.endpoints:
                     self.kernel.delete_link(record.bridge)
-            for pub in self._published.values():
-                for sock in pub.sockets:
-                    sock.close()
+            self.ports.release_all()
             self._sync_nat()
             with contextlib.suppress(OSError):
                 self.netns_dir.rmdir()  # only when empty: containers may still run

@@ -329,9 +329,7 @@ def test_gc_after_a_simulated_crash(tmp_path: Path) -> None:
         crashed.attach("dead", ns, "left")
         crashed.attach("dead", ns, "bridge")
         crashed.publish("dead", [PortBinding(80, "tcp")])
-        for pub in crashed._published.values():  # the process dies: its sockets close
-            for sock in pub.sockets:
-                sock.close()
+        crashed.ports.release_all()  # the process dies: its reservations close
         assert leftovers(config)
         fresh = NetworkManager(config, LinuxKernel())
         report = fresh.gc(live=())
