@@ -8,7 +8,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,15 +43,27 @@ def docker_compose_binary() -> str | None:
 
 
 def time_command(
-    label: str, argv: Sequence[str], cwd: Path, runs: int = 15, warmup: int = 2
+    label: str,
+    argv: Sequence[str],
+    cwd: Path,
+    runs: int = 15,
+    warmup: int = 2,
+    env: Mapping[str, str] | None = None,
 ) -> Timing:
-    """Run ``argv`` repeatedly; wall-clock median and the peak RSS of the child."""
+    """Run ``argv`` repeatedly; wall-clock median and the peak RSS of the child.
+
+    ``env`` replaces the child's environment when given (e.g. to point at an isolated engine).
+    """
     samples: list[float] = []
     peak = 0
     for index in range(warmup + runs):
         start = time.perf_counter()
         proc = subprocess.Popen(
-            list(argv), cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            list(argv),
+            cwd=cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=None if env is None else dict(env),
         )
         _, status, usage = os.wait4(proc.pid, 0)
         elapsed = time.perf_counter() - start
