@@ -5,6 +5,11 @@
 ``ctx.containers`` (``GET /containers/json``), adds the container counts to ``/info``,
 re-adopts what an earlier daemon left running, and registers the routes below. The OCI
 runtime is probed in the background (``PYCOMPOSE_OCI_RUNTIME`` names one to insist on).
+
+Networking until the networks issue lands: ``NetworkMode`` ``default``/``bridge`` gives a
+private network namespace with only ``lo``, exactly what dockerd does with
+``--bridge=none``; ``none``, ``host`` and ``container:<id>`` are Docker's. Anonymous volumes
+do not exist yet, so ``DELETE ?v=1`` is accepted and has nothing to remove.
 """
 
 from __future__ import annotations

@@ -104,11 +104,18 @@ class ExecService:
             raise Conflict(f"Container {record.id} is paused, unpause the container before exec")
         if record.state.status != "running":
             raise Conflict(f"Container {record.id} is not running")
+        self._forget_gone()
         exec_id = secrets.token_hex(32)
         self.execs[exec_id] = ExecRecord(exec_id, record, body)
         record.exec_ids.append(exec_id)
         self.mgr.publish(record, f"exec_create: {' '.join(cmd)}", execID=exec_id)
         return json_response({"Id": exec_id}, status=201)
+
+    def _forget_gone(self) -> None:
+        """Drop execs whose container was removed (Docker forgets them with it)."""
+        live = {r.id for r in self.mgr.store.all()}
+        for exec_id in [k for k, ex in self.execs.items() if ex.container.id not in live]:
+            del self.execs[exec_id]
 
     async def inspect(self, req: Request) -> Response:
         """Docker's exec inspect."""
@@ -182,6 +189,8 @@ class ExecService:
             if ex.exit_code is None:
                 ex.exit_code = 126
             ex.done.set()
+            if ex.id in ex.container.exec_ids:  # ExecIDs lists the execs still running
+                ex.container.exec_ids.remove(ex.id)
             self.mgr.publish(ex.container, "exec_die", execID=ex.id, exitCode=str(ex.exit_code))
             if client is not None:
                 client.close_write()

@@ -274,8 +274,13 @@ class ContainerManager:
                 await asyncio.shield(live.watcher)
             record.state.transition("removing", record.name)
             self.store.save(record)
-            await self.release(record)
-            self.store.remove(record)
+            try:
+                await self.release(record)
+                self.store.remove(record)
+            except Exception:
+                record.state.transition("dead", record.name)  # as dockerd: removal failed
+                self.store.save(record)
+                raise
         self.publish(record, "destroy")
         result = _wait_result(record)
         for fut in live.exit_waiters + live.removed_waiters:

@@ -36,6 +36,7 @@ async def recover(mgr: ContainerManager) -> None:
     assert mgr.runner is not None
     alive: set[str] = set()
     for record in mgr.store.all():
+        record.exec_ids.clear()  # execs end with the daemon that ran them
         try:
             if await _settle(mgr, record):
                 alive.add(record.id)
