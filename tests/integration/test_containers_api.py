@@ -3,6 +3,7 @@ rename, kill, /info counts, and a daemon SIGKILLed with containers running."""
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import signal
@@ -206,3 +207,21 @@ def test_daemon_sigkill_then_readopt(engine: EngineProcess) -> None:
     assert not (engine.config.runtime_dir / "runc" / "torn-state").exists()
     client.delete(f"/containers/{sleeper}", query={"force": 1})
     assert not pathlib.Path(f"/proc/{pid}").exists()
+
+
+def test_start_not_yet_recorded_when_the_daemon_died(engine: EngineProcess) -> None:
+    client = engine.client()
+    cid = run(client, "sleep", "100", name="racer")
+    pid = client.get(f"/containers/{cid}/json")["State"]["Pid"]
+    engine.process.send_signal(signal.SIGKILL)
+    engine.process.wait(10)
+    # As if the daemon died after runc started the process but before the record said so.
+    path = engine.config.root / "containers" / cid / "record.json"
+    record = json.loads(path.read_text())
+    record["state"].update(status="created", pid=0)
+    path.write_text(json.dumps(record))
+    _respawn(engine)
+    state = client.get(f"/containers/{cid}/json")["State"]
+    assert (state["Status"], state["Pid"]) == ("running", pid)
+    client.post(f"/containers/{cid}/stop", query={"t": 0})
+    assert client.get(f"/containers/{cid}/json")["State"]["ExitCode"] == 137

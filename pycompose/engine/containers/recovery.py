@@ -67,13 +67,16 @@ async def _settle(mgr: ContainerManager, record: ContainerRecord) -> bool:
         mgr.store.remove(record)
         mgr.publish(record, "destroy")
         return False
-    if status not in ("running", "paused", "restarting"):
-        await asyncio.to_thread(unmount_rootfs, mgr.mounter, directory)
-        return False
     found = monitor.adopt(directory)
     if isinstance(found, monitor.Running):
+        # Also for a "created" record: the daemon died between runc starting the container
+        # and the record saying so.
         await _adopt(mgr, record, found)
         return True
+    started_unrecorded = status == "created" and found is not None
+    if status not in ("running", "paused", "restarting") and not started_unrecorded:
+        await asyncio.to_thread(unmount_rootfs, mgr.mounter, directory)
+        return False
     if found is None:
         found = monitor.ExitStatus(128, False, _now_ns(),
                                    "the daemon stopped while the container was starting")
