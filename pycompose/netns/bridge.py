@@ -31,7 +31,7 @@ def is_bridge_name(prefix: str, name: str) -> bool:
 
 def ensure_bridge(kernel: Kernel, name: str, addresses: Sequence[str], mtu: int = 1500) -> bool:
     """Create the bridge unless it exists; True if it was created."""
-    if name in kernel.link_names():
+    if kernel.link_exists(name):
         return False
     kernel.add_bridge(name, addresses, mtu)
     return True

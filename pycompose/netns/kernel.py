@@ -49,6 +49,10 @@ class Kernel(Protocol):
         """Names of every link in the host namespace."""
         ...
 
+    def link_exists(self, name: str) -> bool:
+        """True if the host namespace has a link called ``name`` (one lookup, no dump)."""
+        ...
+
     def add_bridge(self, name: str, addresses: Sequence[str], mtu: int = 1500) -> None:
         """Create bridge ``name`` (accept_ra=0, route_localnet=1), give it ``addresses``, up."""
         ...
@@ -59,10 +63,6 @@ class Kernel(Protocol):
 
     def add_veth(self, spec: VethSpec) -> None:
         """Create and configure the veth pair of ``spec``."""
-        ...
-
-    def delete_netns_link(self, netns_path: str, ifname: str) -> bool:
-        """Delete ``ifname`` inside a namespace (its host peer goes with it)."""
         ...
 
     def create_netns(self, path: Path) -> None:
@@ -131,6 +131,10 @@ class LinuxKernel:
         with self._ipr() as ipr:
             return [str(link.get("IFLA_IFNAME")) for link in ipr.get_links()]
 
+    def link_exists(self, name: str) -> bool:
+        with self._ipr() as ipr:
+            return bool(ipr.link_lookup(ifname=name))
+
     def add_bridge(self, name: str, addresses: Sequence[str], mtu: int = 1500) -> None:
         from pyroute2.netlink.exceptions import NetlinkError
 
@@ -183,28 +187,6 @@ class LinuxKernel:
             raise _netlink_error(f"cannot connect {spec.netns_path} to {spec.bridge}", err) from err
         finally:
             os.close(fd)
-
-    def delete_netns_link(self, netns_path: str, ifname: str) -> bool:
-        from pyroute2.netlink.exceptions import NetlinkError
-
-        def remove() -> bool:
-            from pyroute2 import IPRoute
-
-            with IPRoute() as ipr:
-                try:
-                    ipr.link("del", ifname=ifname)
-                except NetlinkError as err:
-                    if err.code == 19:
-                        return False
-                    raise
-            return True
-
-        try:
-            return netnsfs.run_in_netns(netns_path, remove)
-        except FileNotFoundError:
-            return False
-        except (NetlinkError, OSError) as err:
-            raise _netlink_error(f"cannot delete {ifname} in {netns_path}", err) from err
 
     def create_netns(self, path: Path) -> None:
         netnsfs.create_netns(path)
@@ -290,6 +272,9 @@ class FakeKernel:
     def link_names(self) -> list[str]:
         return ["lo", *self.links]
 
+    def link_exists(self, name: str) -> bool:
+        return name == "lo" or name in self.links
+
     def add_bridge(self, name: str, addresses: Sequence[str], mtu: int = 1500) -> None:
         self._record("add_bridge", name, tuple(addresses))
         if name in self.links:
@@ -315,14 +300,6 @@ class FakeKernel:
             raise NetworkError(f"no bridge {spec.bridge}")
         self.links[spec.host_name] = "veth"
         self.namespaces[spec.netns_path][spec.ifname] = spec
-
-    def delete_netns_link(self, netns_path: str, ifname: str) -> bool:
-        self._record("delete_netns_link", netns_path, ifname)
-        spec = self.namespaces.get(netns_path, {}).pop(ifname, None)
-        if spec is None:
-            return False
-        self.links.pop(spec.host_name, None)
-        return True
 
     def create_netns(self, path: Path) -> None:
         self._record("create_netns", str(path))

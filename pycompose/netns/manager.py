@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pycompose.engine.config import EngineConfig
 from pycompose.engine.errors import Conflict, InvalidArgument, NotFound
@@ -74,6 +75,11 @@ class NetworkManager:
         self._store = NetworkStore(config.root / "networks")
         self._lock = threading.RLock()
         self._networks: dict[str, NetworkRecord] = {r.id: r for r in self._store.load_all()}
+        # Bridges known to exist, and the nft commands last applied: attach and detach then
+        # need no link dump and no nft run when nothing about the table changes.
+        links = set(kernel.link_names())
+        self._up = {r.bridge for r in self._networks.values() if r.bridge in links}
+        self._applied: list[dict[str, Any]] | None = None
         self.listeners: list[Listener] = []
         self._ensure_predefined()
 
@@ -110,8 +116,15 @@ class NetworkManager:
             return record
 
     def _bring_up(self, record: NetworkRecord) -> None:
+        if record.bridge in self._up:
+            return
         addresses = [f"{c.gateway}/{c.network.prefixlen}" for c in record.ipam]
         ensure_bridge(self.kernel, record.bridge, addresses, record.mtu)
+        self._up.add(record.bridge)
+
+    def _bring_down(self, bridge: str) -> None:
+        self.kernel.delete_link(bridge)
+        self._up.discard(bridge)
 
     def get(self, name_or_id: str) -> NetworkRecord:
         """By full id, exact name, or unique id prefix (Docker's order)."""
@@ -149,7 +162,7 @@ class NetworkManager:
                     "has active endpoints"
                 )
             if record.bridge:
-                self.kernel.delete_link(record.bridge)
+                self._bring_down(record.bridge)
             del self._networks[record.id]
             self._store.delete(record.id)
             self._sync_nat()
@@ -291,8 +304,8 @@ class NetworkManager:
             ep = record.endpoints.get(container_id)
             if ep is None:
                 raise NotFound(f"container {container_id[:12]} is not connected to {record.name}")
-            if not self.kernel.delete_netns_link(ep.netns_path, ep.ifname):
-                self.kernel.delete_link(ep.host_veth)
+            # Deleting the host end (no namespace switch) takes the container's end with it.
+            self.kernel.delete_link(ep.host_veth)
             del record.endpoints[container_id]
             self._store.save(record)
             self.ports.drop_rules_to(container_id, (ep.ipv4, ep.ipv6))
@@ -347,21 +360,20 @@ class NetworkManager:
 
     # -- nftables, gc and shutdown ------------------------------------------------------------
 
-    def _active(self) -> list[NetworkRecord]:
-        links = set(self.kernel.link_names())
-        return [r for r in self._networks.values() if r.bridge and r.bridge in links]
-
     def _sync_nat(self) -> None:
-        active = self._active()
-        if not active:
-            if nat.table_name(self.prefix) in {n for _, n in self.kernel.nft_tables()}:
-                self.kernel.nft(nat.delete_table(self.prefix))
-            return
-        nets = [
-            nat.NatNetwork(r.bridge, tuple(c.subnet for c in r.ipam), r.internal, r.masquerade)
-            for r in active
-        ]
-        self.kernel.nft(nat.build_table(self.prefix, nets, self.ports.rules()))
+        """Make our nft table match the state (removed when no bridge is up)."""
+        active = [r for r in self._networks.values() if r.bridge and r.bridge in self._up]
+        if active:
+            nets = [
+                nat.NatNetwork(r.bridge, tuple(c.subnet for c in r.ipam), r.internal, r.masquerade)
+                for r in active
+            ]
+            commands = nat.build_table(self.prefix, nets, self.ports.rules())
+        else:
+            commands = nat.delete_table(self.prefix)
+        if commands != self._applied:
+            self.kernel.nft(commands)
+            self._applied = commands
 
     def gc(self, live: Collection[str] = ()) -> GcReport:
         """Remove endpoints, veths, bridges, netns files and rules nobody owns any more."""
@@ -375,6 +387,7 @@ class NetworkManager:
             for link in self.kernel.link_names():
                 ours = is_veth_name(self.prefix, link) or is_bridge_name(self.prefix, link)
                 if ours and link not in keep_links and self.kernel.delete_link(link):
+                    self._up.discard(link)
                     links.append(link)
             namespaces = []
             if self.netns_dir.is_dir():
@@ -400,7 +413,7 @@ class NetworkManager:
         with self._lock:
             for record in self._networks.values():
                 if record.bridge and not record.endpoints:
-                    self.kernel.delete_link(record.bridge)
+                    self._bring_down(record.bridge)
             self.ports.release_all()
             self._sync_nat()
             with contextlib.suppress(OSError):
