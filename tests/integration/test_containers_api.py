@@ -225,3 +225,19 @@ def test_start_not_yet_recorded_when_the_daemon_died(engine: EngineProcess) -> N
     assert (state["Status"], state["Pid"]) == ("running", pid)
     client.post(f"/containers/{cid}/stop", query={"t": 0})
     assert client.get(f"/containers/{cid}/json")["State"]["ExitCode"] == 137
+
+
+def test_stop_signal_from_config_and_from_query(engine: EngineProcess) -> None:
+    client = engine.client()
+    script = "trap 'exit 10' USR1; trap 'exit 12' USR2; while true; do sleep 0.1; done"
+    cid = run(client, "sh", "-c", script, StopSignal="SIGUSR2")
+    time.sleep(0.3)
+    client.post(f"/containers/{cid}/stop", query={"signal": "USR1", "t": 5})
+    info = client.get(f"/containers/{cid}/json")
+    assert info["State"]["ExitCode"] == 10 and info["Config"]["StopSignal"] == "SIGUSR2"
+    client.post(f"/containers/{cid}/start")
+    time.sleep(0.3)
+    client.post(f"/containers/{cid}/stop", query={"t": 5})
+    assert client.get(f"/containers/{cid}/json")["State"]["ExitCode"] == 12
+    with pytest.raises(InvalidArgument, match="invalid signal"):
+        client.post(f"/containers/{cid}/stop", query={"signal": "NOPE"})

@@ -119,10 +119,9 @@ class ContainersApi:
     async def stop(self, req: Request) -> Response:
         """204; 304 when it was not running."""
         record = self.mgr.get(req.params["id"])
-        if req.query_str("signal"):
-            record.config["StopSignal"] = req.query_str("signal")
-            parse_signal(record.config["StopSignal"])
-        stopped = await self.runner.stop(record, self._timeout(req))
+        sig = req.query_str("signal")
+        stopped = await self.runner.stop(record, self._timeout(req),
+                                         sig=parse_signal(sig) if sig else None)  # fmt: skip
         return empty_response(204 if stopped else 304)
 
     async def restart(self, req: Request) -> Response:

@@ -238,8 +238,9 @@ class Runner:
     # -- stop, kill, pause ----------------------------------------------------------------
 
     async def stop(self, record: ContainerRecord, timeout: int | None,
-                   on_shutdown: bool = False) -> bool:  # fmt: skip
-        """Stop signal, then SIGKILL after the grace period; False if it was not running."""
+                   on_shutdown: bool = False, sig: int | None = None) -> bool:  # fmt: skip
+        """Stop signal (``sig`` or the container's), then SIGKILL after the grace period;
+        False if it was not running."""
         live = self.mgr.live_of(record)
         if not on_shutdown:
             record.manually_stopped = True
@@ -252,7 +253,7 @@ class Runner:
         if record.state.status == "paused":
             with contextlib.suppress(EngineError):
                 await runtime.resume(record.id)
-        sig = parse_signal(record.config.get("StopSignal"))
+        sig = sig or parse_signal(record.config.get("StopSignal"))
         grace = stop_timeout(record.config, timeout)
         self.mgr.publish(record, "kill", signal=str(sig))
         directory = self.mgr.dir(record)
