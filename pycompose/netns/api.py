@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pycompose.engine.api.router import Request, Response, empty_response, json_response
 from pycompose.engine.errors import InvalidArgument, NotFound
-from pycompose.netns.kernel import Kernel, LinuxKernel
+from pycompose.netns import nat
+from pycompose.netns.kernel import Kernel, LinuxKernel, forward_blockers
 from pycompose.netns.manager import NetworkManager, network_filter_match
 from pycompose.netns.networks import NetworkSpec
 from pycompose.netns.records import NetworkRecord
@@ -27,6 +29,7 @@ from pycompose.netns.records import NetworkRecord
 if TYPE_CHECKING:
     from pycompose.engine.api.app import EngineContext
 
+log = logging.getLogger("pycompose.engine.networks")
 LIST_FILTERS = frozenset({"dangling", "driver", "id", "label", "name", "scope", "type"})
 PRUNE_FILTERS = frozenset({"until", "label", "label!"})
 
@@ -71,6 +74,9 @@ def open_manager(ctx: EngineContext, kernel: Kernel) -> NetworkManager:
     netns_dir = manager.netns_dir
     paths = sorted(netns_dir.iterdir()) if netns_dir.is_dir() else []
     manager.gc(live=kernel.netns_in_use(paths))
+    for chain in forward_blockers(kernel.nft_chains(), nat.table_name(ctx.config.bridge_prefix)):
+        log.warning("%s drops forwarded packets: containers cannot reach out or be reached "
+                    "through published ports until it accepts them", chain)  # fmt: skip
     return manager
 
 

@@ -85,6 +85,10 @@ class Kernel(Protocol):
         """``(family, name)`` of every nftables table."""
         ...
 
+    def nft_chains(self) -> dict[str, Any]:
+        """``nft -j list chains``: every chain of every table."""
+        ...
+
 
 def _netlink_error(what: str, err: Exception) -> NetworkError:
     return NetworkError(f"{what}: {err}")
@@ -98,6 +102,27 @@ def _write_sysctl(path: str, value: str) -> None:
         pass  # e.g. IPv6 disabled on the host: there is no such knob to set
     except OSError as err:
         raise NetworkError(f"cannot set {path} to {value}: {err}") from err
+
+
+def random_mac() -> str:
+    """A random locally administered unicast MAC."""
+    raw = bytearray(os.urandom(6))
+    raw[0] = (raw[0] & 0xFC) | 0x02
+    return ":".join(f"{b:02x}" for b in raw)
+
+
+def forward_blockers(ruleset: dict[str, Any], own_table: str) -> list[str]:
+    """Base chains of other tables on the forward hook whose policy drops (Docker's
+    iptables FORWARD chain, a host firewall): they drop our containers' forwarded traffic
+    whatever our own table accepts."""
+    out = []
+    for item in ruleset.get("nftables", []):
+        chain = item.get("chain")
+        if not chain or chain.get("table") == own_table:
+            continue
+        if chain.get("hook") == "forward" and chain.get("policy") == "drop":
+            out.append(f"table {chain['family']} {chain['table']} chain {chain['name']}")
+    return out
 
 
 def _split_cidr(cidr: str) -> tuple[str, int, int]:
@@ -140,7 +165,9 @@ class LinuxKernel:
 
         try:
             with self._ipr() as ipr:
-                ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
+                # A MAC of its own: otherwise the bridge takes the lowest of its ports' and
+                # changes it as containers come and go (stale ARP entries in containers).
+                ipr.link("add", ifname=name, kind="bridge", mtu=mtu, address=random_mac())
                 _write_sysctl(f"/proc/sys/net/ipv6/conf/{name}/accept_ra", "0")
                 # DNAT of connections to 127.0.0.1 must be routable out of the bridge.
                 _write_sysctl(f"/proc/sys/net/ipv4/conf/{name}/route_localnet", "1")
@@ -211,6 +238,10 @@ class LinuxKernel:
     def nft(self, commands: list[dict[str, Any]]) -> None:
         self._run_nft(["-j", "-f", "-"], json.dumps({"nftables": commands}))
 
+    def nft_chains(self) -> dict[str, Any]:
+        doc: dict[str, Any] = json.loads(self._run_nft(["-j", "list", "chains"]) or "{}")
+        return doc
+
     def nft_tables(self) -> list[tuple[str, str]]:
         doc = json.loads(self._run_nft(["-j", "list", "tables"]) or '{"nftables": []}')
         return [
@@ -256,6 +287,7 @@ class FakeKernel:
     links: dict[str, str] = field(default_factory=dict)  # name -> kind ("bridge", "veth")
     namespaces: dict[str, dict[str, VethSpec]] = field(default_factory=dict)
     tables: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    chains: list[dict[str, Any]] = field(default_factory=list)  # other tables' chains
     busy: set[str] = field(default_factory=set)  # namespace file names with a live process
     calls: list[tuple[Any, ...]] = field(default_factory=list)
     fail: Callable[[str], Exception | None] = field(default=lambda op: None)
@@ -336,3 +368,6 @@ class FakeKernel:
 
     def nft_tables(self) -> list[tuple[str, str]]:
         return list(self.tables)
+
+    def nft_chains(self) -> dict[str, Any]:
+        return {"nftables": [{"chain": c} for c in self.chains]}

@@ -199,8 +199,13 @@ def outside(env: Env) -> Iterator[tuple[Path, str]]:
         netnsfs.delete_netns(ns)
 
 
+def bridge_mac(name: str) -> str:
+    return Path(f"/sys/class/net/{name}/address").read_text().strip()
+
+
 def test_ping_across_bridge_and_endpoint_settings(env: Env) -> None:
     net = env.manager.create(NetworkSpec(name="front"))
+    mac = bridge_mac(net.bridge)
     a, b = env.netns("a" * 64), env.netns("b" * 64)
     ep_a = env.manager.attach("a" * 64, a, "front", aliases=("web",), name="/a")
     ep_b = env.manager.attach("b" * 64, b, net.id, name="/b")
@@ -214,6 +219,7 @@ def test_ping_across_bridge_and_endpoint_settings(env: Env) -> None:
     bridge = net.bridge
     assert Path(f"/proc/sys/net/ipv6/conf/{bridge}/accept_ra").read_text().strip() == "0"
     assert Path(f"/proc/sys/net/ipv4/conf/{bridge}/route_localnet").read_text().strip() == "1"
+    assert bridge_mac(net.bridge) == mac, "the bridge keeps its own MAC as ports join"
     inspect = env.manager.get("front").to_docker()
     assert inspect["Containers"]["a" * 64]["IPv4Address"] == f"{ep_a.ipv4}/24"
 
