@@ -241,3 +241,19 @@ def test_stop_signal_from_config_and_from_query(engine: EngineProcess) -> None:
     assert client.get(f"/containers/{cid}/json")["State"]["ExitCode"] == 12
     with pytest.raises(InvalidArgument, match="invalid signal"):
         client.post(f"/containers/{cid}/stop", query={"signal": "NOPE"})
+
+
+def test_prune_with_filters(engine: EngineProcess) -> None:
+    client = engine.client()
+    tagged = create(client, "true", Labels={"tmp": "1"})
+    plain = create(client, "true")
+    running = run(client, "sleep", "100")
+    filters = json.dumps({"label": ["tmp=1"]})
+    out = client.post("/containers/prune", query={"filters": filters})
+    assert out == {"ContainersDeleted": [tagged], "SpaceReclaimed": 0}
+    out = client.post("/containers/prune", query={"filters": json.dumps({"until": ["1h"]})})
+    assert out["ContainersDeleted"] is None
+    assert client.post("/containers/prune")["ContainersDeleted"] == [plain]
+    assert [c["Id"] for c in client.get("/containers/json", query={"all": 1})] == [running]
+    with pytest.raises(InvalidArgument, match="until"):
+        client.post("/containers/prune", query={"filters": json.dumps({"until": ["soon"]})})

@@ -13,10 +13,12 @@ from pycompose.engine.containers.record import ContainerRecord, ContainerState, 
 from pycompose.engine.containers.request import validate_create
 from pycompose.engine.containers.store import ContainerStore
 from pycompose.engine.containers.views import (
+    created_before,
     filter_records,
     human_duration,
     inspect,
     parse_filters,
+    parse_until,
     status_text,
     summary,
 )
@@ -187,7 +189,27 @@ def test_filters() -> None:
     assert filter_records(records, parse_filters('{"name": {"db": true}}'), all_states=True) == [
         stopped
     ]
+    assert filter_records(records, {"network": ["none"]}, all_states=True) == records
+    assert filter_records(records, {"network": ["host"]}, all_states=True) == []
+    assert filter_records(records, {"health": ["none"]}, all_states=True) == records
+    assert filter_records(records, {"is-task": ["true"]}, all_states=True) == []
+    assert filter_records(records, {"publish": ["80"]}, all_states=True) == []
+    with pytest.raises(InvalidArgument, match="health"):
+        filter_records(records, {"health": ["great"]}, all_states=True)
     with pytest.raises(InvalidArgument):
         filter_records(records, {"colour": ["red"]}, all_states=True)
     with pytest.raises(InvalidArgument):
         parse_filters("{not json")
+
+
+def test_until_filter_values() -> None:
+    now = dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+    assert parse_until("1h30m", now) == dt.datetime(2026, 1, 1, 22, 30, tzinfo=dt.UTC)
+    assert parse_until("1767225600", now) == dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    assert parse_until("2026-01-01T00:00:00Z", now) == dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    assert parse_until("2026-01-01", now) == dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    with pytest.raises(InvalidArgument, match="until"):
+        parse_until("last week", now)
+    rec = record(created="2025-12-31T00:00:00.000000000Z")
+    assert created_before(rec, now) and not created_before(rec, dt.datetime(2025, 1, 1,
+                                                                             tzinfo=dt.UTC))

@@ -28,11 +28,11 @@ from pycompose.engine.api.router import (
     json_response,
 )
 from pycompose.engine.api.streams import MULTIPLEXED_STREAM, RAW_STREAM, json_line
-from pycompose.engine.containers import attach, stats
+from pycompose.engine.containers import attach, stats, views
 from pycompose.engine.containers.bundle import parse_signal
 from pycompose.engine.containers.execs import ExecService
 from pycompose.engine.containers.manager import ContainerManager
-from pycompose.engine.containers.record import ZERO_TIME
+from pycompose.engine.containers.record import ZERO_TIME, ContainerRecord
 from pycompose.engine.containers.recovery import recover
 from pycompose.engine.containers.runner import Runner
 from pycompose.engine.containers.top import top
@@ -259,14 +259,15 @@ class ContainersApi:
         for record in self.mgr.store.all():
             if record.state.status not in ("exited", "created", "dead"):
                 continue
-            if not _prune_match(record.labels, record.created, filters):
+            if not _prune_match(record, filters):
                 continue
             await self.mgr.remove(record, force=False)
             deleted.append(record.id)
         return json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": 0})
 
 
-def _prune_match(labels: dict[str, str], created: str, filters: dict[str, list[str]]) -> bool:
+def _prune_match(record: ContainerRecord, filters: dict[str, list[str]]) -> bool:
+    labels = record.labels
     for wanted in filters.get("label", []):
         key, eq, value = wanted.partition("=")
         if key not in labels or (eq and labels[key] != value):
@@ -275,7 +276,5 @@ def _prune_match(labels: dict[str, str], created: str, filters: dict[str, list[s
         key, eq, value = unwanted.partition("=")
         if key in labels and (not eq or labels[key] == value):
             return False
-    if filters.get("until"):
-        raise InvalidArgument("the until filter of container prune is not supported yet")
-    return True
+    return all(views.created_before(record, views.parse_until(v)) for v in filters.get("until", []))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import re
 import shlex
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -162,6 +163,35 @@ def _label_match(labels: Mapping[str, str], wanted: str) -> bool:
     return not eq or labels[key] == value
 
 
+def _network_of(record: ContainerRecord) -> str:
+    mode = str(record.host_config.get("NetworkMode") or "default")
+    return "bridge" if mode == "default" else mode
+
+
+def _health(record: ContainerRecord, value: str) -> bool:
+    if value not in ("starting", "healthy", "unhealthy", "none"):
+        raise InvalidArgument(f"Unrecognised filter value for health: {value}")
+    return value == "none"  # health checks are not run yet: every container has none
+
+
+def _volume(record: ContainerRecord, value: str) -> bool:
+    return any(m.get("Source") == value or m.get("Destination") == value
+               for m in record.mounts)  # fmt: skip
+
+
+_SIMPLE: dict[str, Any] = {
+    "network": lambda r, v: _network_of(r) == v or r.host_config.get("NetworkMode") == v,
+    "health": _health,
+    "volume": _volume,
+    "expose": lambda r, v: v in (r.config.get("ExposedPorts") or {})
+    or f"{v}/tcp" in (r.config.get("ExposedPorts") or {}),
+    "publish": lambda r, v: False,  # no ports are published until the networks issue lands
+    "is-task": lambda r, v: v == "false",
+    "isolation": lambda r, v: v in ("default", ""),
+}
+"""List filters decided by one predicate per value (values of a key are OR-ed)."""
+
+
 def matches(
     record: ContainerRecord,
     filters: Mapping[str, list[str]],
@@ -187,6 +217,8 @@ def matches(
             ok = record.state.status == "exited" and str(record.state.exit_code) in values
         elif key == "ancestor":
             ok = bool(image_matches and any(image_matches(record, v) for v in values))
+        elif key in _SIMPLE:
+            ok = any(_SIMPLE[key](record, v) for v in values)
         elif key in ("before", "since") and order is not None:
             position = order.get(record.id, 0)
             refs = [order.get(v) for v in values]
@@ -223,3 +255,30 @@ def filter_records(
         if matches(record, filters, image_matches, order):
             out.append(record)
     return out
+
+
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(h|m|s|ms))+$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def parse_until(value: str, now: _dt.datetime | None = None) -> _dt.datetime:
+    """Docker's ``until`` filter: unix seconds, an RFC 3339 time or date, or a Go duration
+    (``10m``, ``1h30m``) before now."""
+    now = now or _dt.datetime.now(_dt.UTC)
+    text = value.strip()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return _dt.datetime.fromtimestamp(float(text), _dt.UTC)
+    if _DURATION.match(text):
+        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+        return now - _dt.timedelta(seconds=seconds)
+    try:
+        stamp = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidArgument(f"invalid value for until filter: {value!r}") from None
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=_dt.UTC)
+
+
+def created_before(record: ContainerRecord, limit: _dt.datetime) -> bool:
+    """Whether the container was created before ``limit``."""
+    return _parse_time(record.created) < limit
