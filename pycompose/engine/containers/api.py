@@ -255,6 +255,8 @@ class ContainersApi:
     async def prune(self, req: Request) -> Response:
         """Remove every stopped container (``label`` and ``until`` filters)."""
         filters = req.filters({"label", "label!", "until"})
+        for value in filters.get("until", []):
+            views.parse_until(value)  # a bad value is a 400 even with nothing to prune
         deleted: list[str] = []
         for record in self.mgr.store.all():
             if record.state.status not in ("exited", "created", "dead"):
