@@ -34,6 +34,7 @@ log = logging.getLogger("pycompose.engine")
 COMPONENTS: tuple[str, ...] = (
     "pycompose.engine.images.api:setup",
     "pycompose.storage.api:setup",
+    "pycompose.netns.api:setup",
     "pycompose.engine.containers.api:setup",
 )
 """``"module:function"`` of each engine part's setup, loaded in this order after start-up."""
