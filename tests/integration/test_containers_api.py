@@ -255,5 +255,9 @@ def test_prune_with_filters(engine: EngineProcess) -> None:
     assert out["ContainersDeleted"] is None
     assert client.post("/containers/prune")["ContainersDeleted"] == [plain]
     assert [c["Id"] for c in client.get("/containers/json", query={"all": 1})] == [running]
+    client.post(f"/containers/{running}/exec", {"Cmd": ["true"]})  # an exec record, unused
+    sized = client.get("/containers/json", query={"size": 1})[0]
+    assert 0 <= sized["SizeRw"] < sized["SizeRootFs"]
+    assert client.get(f"/containers/{running}/json", query={"size": 1})["SizeRootFs"] > 0
     with pytest.raises(InvalidArgument, match="until"):
         client.post("/containers/prune", query={"filters": json.dumps({"until": ["soon"]})})

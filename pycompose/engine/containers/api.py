@@ -99,7 +99,11 @@ class ContainersApi:
 
     async def inspect(self, req: Request) -> Response:
         """``GET /containers/{id}/json``."""
-        return json_response(self.mgr.inspect(self.mgr.get(req.params["id"])))
+        record = self.mgr.get(req.params["id"])
+        data = self.mgr.inspect(record)
+        if req.query_bool("size"):
+            data.update(await self.mgr.sizes(record))
+        return json_response(data)
 
     async def start(self, req: Request) -> Response:
         """204; 304 when it is already running."""

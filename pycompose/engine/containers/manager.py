@@ -201,8 +201,17 @@ class ContainerManager:
         out = [views.summary(r) for r in records]
         if query.size:
             for item, record in zip(out, records, strict=True):
-                item["SizeRw"] = await asyncio.to_thread(_tree_size, self.dir(record) / "upper")
+                item.update(await self.sizes(record))
         return out
+
+    async def sizes(self, record: ContainerRecord) -> dict[str, int]:
+        """``SizeRw`` (the container's own layer) and ``SizeRootFs`` (with the image)."""
+        size_rw = await asyncio.to_thread(_tree_size, self.dir(record) / "upper")
+        try:
+            image_size = int(self.images.resolve(record.image_id).size)
+        except NotFound:
+            image_size = 0
+        return {"SizeRw": size_rw, "SizeRootFs": size_rw + image_size}
 
     def _image_matches(self, record: ContainerRecord, ref: str) -> bool:
         try:
