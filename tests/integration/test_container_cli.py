@@ -217,6 +217,25 @@ def test_run_streams_and_exit_codes(t: Target) -> None:
     assert result.stdout == b"out\n"
     assert result.stderr == b"err\n"
     assert ok(t.pc("run", "--rm", "busybox", "echo", "hi")) == "hi\n"
+    assert ok(t.pc("run", "--rm", "-i", "busybox", "cat", stdin=b"piped in\n")) == "piped in\n"
+
+
+@pytest.mark.root
+def test_run_forwards_signals_to_the_container(t: Target) -> None:
+    script = 'trap "echo got TERM; exit 9" TERM; echo ready; while true; do sleep 0.1; done'
+    proc = subprocess.Popen([sys.executable, "-m", "pycompose.cli.main", "run", "--rm",
+                             "busybox", "sh", "-c", script], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=t.env())
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"ready\n"
+        proc.terminate()
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert (proc.returncode, out) == (9, b"got TERM\n"), err
 
 
 @pytest.mark.root
@@ -374,7 +393,8 @@ def test_exec(t: Target) -> None:
 
 @pytest.mark.root
 def test_run_it_and_exec_it_on_a_pty(t: Target) -> None:
-    name = t.name()
+    name = "test"  # the tutorial's "run --rm -it --name test busybox:1.28"
+    t.made.append(name)
     def grow(fd: int) -> None:  # the CLI gets SIGWINCH and resizes the container's tty
         fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
         time.sleep(0.5)
@@ -429,7 +449,9 @@ def test_run_pulls_a_missing_image(t: Target) -> None:
             assert err[0] == f"Unable to find image '{image}' locally"
             assert any("Pull complete" in line or "Downloaded" in line for line in err)
             result = t.pc("run", "--rm", "--pull", "never", image, "true")
-            assert result.returncode == 0
+            assert (result.returncode, result.stderr) == (0, b"")
+            result = t.pc("run", "--rm", "--pull", "always", image, "true", timeout=120)
+            assert result.returncode == 0 and b"Digest: sha256:" in result.stderr
             t.pc("rmi", image)
     finally:
         shutil.rmtree(tmp)
@@ -572,7 +594,7 @@ def test_explicit_host_flag_and_unreachable_host(t: Target, tmp_path: Path) -> N
 @pytest.mark.root
 def test_tutorial_commands(t: Target) -> None:
     """The tutorial's sequence, with busybox standing in for nginx."""
-    mynginx, busy = "mynginx-" + uuid.uuid4().hex[:6], "busybox-" + uuid.uuid4().hex[:6]
+    mynginx, busy = "mynginx", "busybox"  # the tutorial's names: each daemon is private
     t.made += [mynginx, busy]
     ok(t.pc("run", "-itd", "--name", mynginx, "busybox"))
     assert mynginx in ok(t.pc("ps"))
