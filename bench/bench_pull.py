@@ -9,7 +9,8 @@ an isolated pycompose engine and ``docker pull`` against an isolated dockerd (12
 an insecure registry for dockerd by default, so plain http works). Every timed pull starts
 from a cold store: the image is removed (``rmi``) after each pull, and before each one the
 store is checked to hold no more than a few percent of the image above its starting size.
-One untimed pull per tool first warms the registry's page cache for both alike.
+Pulls go in rounds (each tool once per round) so passing load falls on both alike; one
+untimed round first warms the registry's page cache.
 
 Throughput is the bytes the registry serves for the image (config and compressed layers)
 over the wall-clock time of the CLI command, in MB/s (10^6 bytes). Needs root. Everything
@@ -199,25 +200,33 @@ def _run(argv: list[str], env: dict[str, str]) -> None:
         raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: {err}")
 
 
-def time_pulls(puller: Puller, size: int, runs: int, warmup: int) -> PullResult:
-    """Pull ``warmup + runs`` times from a cold store; the timed ones are the last ``runs``."""
-    baseline = store_bytes(puller.store)
-    seconds = []
+def cold_pull(puller: Puller, size: int, baseline: int) -> float:
+    """Check the store is cold, pull once, check it grew, remove the image; seconds taken."""
+    extra = store_bytes(puller.store) - baseline
+    if extra > COLD_SLACK * size:
+        raise RuntimeError(f"{puller.label}: store still holds {extra / MB:.0f} MB "
+                           "after rmi: not a cold pull")
+    start = time.perf_counter()
+    _run(puller.argv, puller.env)
+    elapsed = time.perf_counter() - start
+    if store_bytes(puller.store) - baseline < size / 2:
+        raise RuntimeError(f"{puller.label}: the store did not grow: nothing was pulled")
+    for argv in puller.remove:
+        _run(argv, puller.env)
+    return elapsed
+
+
+def time_pulls(pullers: Sequence[Puller], size: int, runs: int,
+               warmup: int) -> list[PullResult]:
+    """Cold pulls in rounds (each tool once per round); the first ``warmup`` rounds untimed."""
+    baselines = [store_bytes(p.store) for p in pullers]
+    seconds: list[list[float]] = [[] for _ in pullers]
     for index in range(warmup + runs):
-        extra = store_bytes(puller.store) - baseline
-        if extra > COLD_SLACK * size:
-            raise RuntimeError(f"{puller.label}: store still holds {extra / MB:.0f} MB "
-                               "after rmi: not a cold pull")
-        start = time.perf_counter()
-        _run(puller.argv, puller.env)
-        elapsed = time.perf_counter() - start
-        if store_bytes(puller.store) - baseline < size / 2:
-            raise RuntimeError(f"{puller.label}: the store did not grow: nothing was pulled")
-        for argv in puller.remove:
-            _run(argv, puller.env)
-        if index >= warmup:
-            seconds.append(elapsed)
-    return PullResult(puller.label, seconds)
+        for slot, puller in enumerate(pullers):
+            elapsed = cold_pull(puller, size, baselines[slot])
+            if index >= warmup:
+                seconds[slot].append(elapsed)
+    return [PullResult(p.label, s) for p, s in zip(pullers, seconds, strict=True)]
 
 
 def render(results: Sequence[PullResult], size: int, skipped: Sequence[str]) -> str:
@@ -238,7 +247,6 @@ def render(results: Sequence[PullResult], size: int, skipped: Sequence[str]) -> 
 def measure(args: argparse.Namespace) -> str:
     """Build and push the image, pull it with each tool, stop and remove everything."""
     skipped: list[str] = []
-    results: list[PullResult] = []
     tag = "latest"
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pcbench-pull-")))
@@ -249,10 +257,8 @@ def measure(args: argparse.Namespace) -> str:
         shutil.rmtree(tmp / "layout")
         print(f"image {ref}: {size / MB:.1f} MB in {args.layers + 1} layers", file=sys.stderr)
         engine = stack.enter_context(pycompose_engine())
-        ours = Puller("pycompose pull", [*pycompose_command(), "pull", ref], engine.env(),
-                      [[*pycompose_command(), "rmi", ref]], engine.config.root)
-        results.append(time_pulls(ours, size, args.runs, args.warmup))
-        run_pycompose(engine, "images")  # the engine still answers after the runs
+        pullers = [Puller("pycompose pull", [*pycompose_command(), "pull", ref], engine.env(),
+                          [[*pycompose_command(), "rmi", ref]], engine.config.root)]
         if args.docker:
             try:
                 dockerd = stack.enter_context(isolated_dockerd())
@@ -260,9 +266,11 @@ def measure(args: argparse.Namespace) -> str:
                 skipped.append(f"docker: not measured ({err})")
             else:
                 env = docker_env(tmp / "docker-config")
-                theirs = Puller("docker pull", docker_cli(dockerd.host, "pull", ref), env,
-                                [docker_cli(dockerd.host, "rmi", ref)], dockerd.tmp / "root")
-                results.append(time_pulls(theirs, size, args.runs, args.warmup))
+                pullers.append(Puller("docker pull", docker_cli(dockerd.host, "pull", ref), env,
+                                      [docker_cli(dockerd.host, "rmi", ref)],
+                                      dockerd.tmp / "root"))
+        results = time_pulls(pullers, size, args.runs, args.warmup)
+        run_pycompose(engine, "images")  # our engine still answers after the runs
     return render(results, size, skipped)
 
 
