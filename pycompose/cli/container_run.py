@@ -272,7 +272,7 @@ def _request(opts: RunOptions) -> CreateRequest:
 
 
 @click.command("create", context_settings=_NO_HELP_SHORT)
-@engine_command(exit_code=125)
+@engine_command()  # docker's create exits 1 on daemon errors (125 only for bad flags)
 @run_options
 def create(client: EngineClient, **kwargs: Any) -> None:
     """Create a new container (printing its ID) without starting it."""
