@@ -3,6 +3,7 @@ rename, kill, /info counts, and a daemon SIGKILLed with containers running."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import pathlib
@@ -18,6 +19,7 @@ import pytest
 
 from pycompose.engine.client import EngineClient
 from pycompose.engine.errors import Conflict, InvalidArgument, NotFound
+from pycompose.engine.runtime.logs import parse_timestamp
 from tests.fixtures.engine import REPO, EngineProcess, start_engine, stop_engine
 from tests.integration.test_containers_docker_cli import leftovers, load_busybox
 
@@ -261,3 +263,85 @@ def test_prune_with_filters(engine: EngineProcess) -> None:
     assert client.get(f"/containers/{running}/json", query={"size": 1})["SizeRootFs"] > 0
     with pytest.raises(InvalidArgument, match="until"):
         client.post("/containers/prune", query={"filters": json.dumps({"until": ["soon"]})})
+
+
+def _events(client: EngineClient, since: float, cid: str) -> list[tuple[str, dict[str, str]]]:
+    query = {"since": f"{since:.3f}", "until": f"{time.time():.3f}",
+             "filters": json.dumps({"container": [cid]})}
+    with client.stream("GET", "/events", query=query) as resp:
+        return [(e["Action"], e["Actor"]["Attributes"]) for e in resp.iter_json()]
+
+
+def test_lifecycle_events_carry_dockers_attributes(engine: EngineProcess) -> None:
+    client = engine.client()
+    since = time.time()
+    cid = run(client, "sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done",
+              name="evented", Labels={"team": "a"})  # fmt: skip
+    client.post(f"/containers/{cid}/pause")
+    client.post(f"/containers/{cid}/unpause")
+    client.post(f"/containers/{cid}/rename", query={"name": "renamed"})
+    time.sleep(0.2)
+    client.post(f"/containers/{cid}/stop")
+    client.delete(f"/containers/{cid}")
+    events = _events(client, since, cid)
+    assert [a for a, _ in events] == ["create", "start", "pause", "unpause", "rename", "kill",
+                                      "die", "stop", "destroy"]  # fmt: skip
+    attrs = dict(events)
+    assert attrs["create"] == {"team": "a", "image": "busybox", "name": "evented"}
+    assert attrs["rename"]["oldName"] == "/evented" and attrs["rename"]["name"] == "renamed"
+    assert attrs["kill"]["signal"] == "15" and attrs["die"]["exitCode"] == "0"
+
+
+def test_exec_api(engine: EngineProcess) -> None:
+    client = engine.client()
+    cid = run(client, "sleep", "100")
+    body = {"Cmd": ["sh", "-c", "echo out; echo err >&2; exit 4"], "AttachStdout": True,
+            "AttachStderr": True}  # fmt: skip
+    exec_id = client.post(f"/containers/{cid}/exec", body)["Id"]
+    assert client.get(f"/containers/{cid}/json")["ExecIDs"] == [exec_id]
+    with client.stream("POST", f"/exec/{exec_id}/start", body={"Detach": False}) as resp:
+        frames = list(resp.iter_frames(tty=False))
+    assert sorted(frames) == [(1, b"out\n"), (2, b"err\n")]
+    info = client.get(f"/exec/{exec_id}/json")
+    assert (info["Running"], info["ExitCode"], info["ContainerID"]) == (False, 4, cid)
+    assert client.get(f"/containers/{cid}/json")["ExecIDs"] is None
+    with pytest.raises(Conflict, match="already run"):
+        client.post(f"/exec/{exec_id}/start", {"Detach": True})
+    detached = client.post(f"/containers/{cid}/exec", {"Cmd": ["sh", "-c", "exit 5"]})["Id"]
+    client.post(f"/exec/{detached}/start", {"Detach": True})
+    deadline = time.monotonic() + 10
+    while client.get(f"/exec/{detached}/json")["ExitCode"] is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert client.get(f"/exec/{detached}/json")["ExitCode"] == 5
+    with pytest.raises(InvalidArgument, match="No exec command"):
+        client.post(f"/containers/{cid}/exec", {"Cmd": []})
+    with pytest.raises(InvalidArgument, match="unknown field Bogus"):
+        client.post(f"/containers/{cid}/exec", {"Cmd": ["true"], "Bogus": 1})
+    with pytest.raises(NotFound, match="No such exec instance"):
+        client.get("/exec/nope/json")
+    client.post(f"/containers/{cid}/kill")
+    wait(client, cid)
+    with pytest.raises(Conflict, match="is not running"):
+        client.post(f"/containers/{cid}/exec", {"Cmd": ["true"]})
+
+
+def test_restart_back_off_and_manual_stop(engine: EngineProcess) -> None:
+    client = engine.client()
+    cid = run(client, "sh", "-c", "echo run; exit 1",
+              HostConfig={"RestartPolicy": {"Name": "always"}})  # fmt: skip
+    deadline = time.monotonic() + 10
+    while len(logs(client, cid)) < 4:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    client.post(f"/containers/{cid}/stop")
+    stamps = [parse_timestamp(d.split()[0].decode()) / 1e9
+              for _, d in logs(client, cid, timestamps=1)]  # fmt: skip
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    assert len(stamps) >= 4, logs(client, cid, timestamps=1)
+    # Back-off: 100 ms, then 200 ms, then 400 ms between runs (plus the start itself).
+    assert gaps[0] >= 0.1 and gaps[1] >= 0.2 and gaps[2] >= 0.4
+    count = client.get(f"/containers/{cid}/json")["RestartCount"]
+    time.sleep(1.0)  # stopped by hand: the always policy does not bring it back
+    info = client.get(f"/containers/{cid}/json")
+    assert info["RestartCount"] == count and info["State"]["Status"] == "exited"
