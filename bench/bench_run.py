@@ -9,7 +9,7 @@ in rounds (every command once per round, so passing load falls on all alike):
 - ``runc run`` on a prepared bundle (busybox rootfs, ``runc spec`` config running ``true``):
   the floor, what any engine must add to;
 - ``pycompose run --rm busybox true``, on its default bridge network and with ``--network
-  none``;
+  none``; and ``pycompose --version``, the CLI's start-up alone, for scale;
 - the real ``docker`` CLI against our engine, the same two ways;
 - ``docker run --rm busybox true`` against the isolated dockerd. Its bridge is off
   (``--bridge=none``: no iptables changes on a shared machine), so its default network is
@@ -102,6 +102,9 @@ def our_commands(host: str, env: dict[str, str], docker_config: Path) -> list[Co
     none = ["run", "--rm", "--network", "none", "busybox", "true"]
     denv = docker_env(docker_config)
     commands = [
+        # Not a container at all: what the Python CLI costs before it talks to the engine.
+        Command("pycompose --version (CLI start-up alone)", [*pycompose_command(), "--version"],
+                env),
         Command("pycompose run (default bridge)", [*pycompose_command(), *run], env),
         Command("pycompose run --network none", [*pycompose_command(), *none], env),
     ]
@@ -161,9 +164,9 @@ def measure(args: argparse.Namespace, cwd: Path) -> str:
             if reason is None:
                 usable.append(command)
             elif command.label.startswith("pycompose run"):
-                skipped.append(f"{command.label}: pycompose run: not available ({reason})")
+                skipped.append(f"pycompose run: not available ({reason})")
             else:
-                skipped.append(f"{command.label}: failed ({reason})")
+                skipped.append(f"not measured: {reason}")
         if runc not in usable:
             raise RuntimeError(f"runc alone does not run here: {skipped}")
         timings = time_interleaved(usable, cwd, args.runs, args.warmup)
