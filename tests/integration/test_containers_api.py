@@ -345,3 +345,22 @@ def test_restart_back_off_and_manual_stop(engine: EngineProcess) -> None:
     time.sleep(1.0)  # stopped by hand: the always policy does not bring it back
     info = client.get(f"/containers/{cid}/json")
     assert info["RestartCount"] == count and info["State"]["Status"] == "exited"
+
+
+def test_log_rotation_options(engine: EngineProcess) -> None:
+    client = engine.client()
+    log_config = {"Type": "json-file", "Config": {"max-size": "1k", "max-file": "2"}}
+    cid = run(client, "sh", "-c", "i=0; while [ $i -lt 100 ]; do echo line-$i; i=$((i+1)); done",
+              HostConfig={"LogConfig": log_config})  # fmt: skip
+    assert wait(client, cid)["StatusCode"] == 0
+    lines = b"".join(d for _, d in logs(client, cid)).decode().splitlines()
+    assert lines[-1] == "line-99" and 10 < len(lines) < 100
+    assert lines == [f"line-{i}" for i in range(100 - len(lines), 100)]
+    files = sorted(p.name for p in (engine.config.root / "containers" / cid).glob("json.log*"))
+    assert files == ["json.log", "json.log.1"]
+    with pytest.raises(InvalidArgument, match="max-file"):
+        create(client, "true", HostConfig={"LogConfig": {"Config": {"max-file": "x"}}})
+    quiet = run(client, "echo", "x", HostConfig={"LogConfig": {"Type": "none"}})
+    wait(client, quiet)
+    with pytest.raises(InvalidArgument, match="does not support reading"):
+        logs(client, quiet)
