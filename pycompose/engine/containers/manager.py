@@ -230,6 +230,9 @@ class ContainerManager:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[dict[str, Any]] = loop.create_future()
         live = self.live_of(record)
+        # Waiters whose client went away are cancelled: forget them.
+        live.exit_waiters = [f for f in live.exit_waiters if not f.done()]
+        live.removed_waiters = [f for f in live.removed_waiters if not f.done()]
         if condition == "removed":
             live.removed_waiters.append(fut)
         elif condition == "next-exit":
