@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from pycompose.engine.api.streams import FrameDecoder
 from pycompose.engine.client import EngineClient
 from pycompose.engine.errors import Conflict, InvalidArgument, NotFound
 from pycompose.engine.runtime.logs import parse_timestamp
@@ -364,3 +365,32 @@ def test_log_rotation_options(engine: EngineProcess) -> None:
     wait(client, quiet)
     with pytest.raises(InvalidArgument, match="does not support reading"):
         logs(client, quiet)
+
+
+def _read_all(conn: Any) -> list[tuple[int, bytes]]:
+    decoder = FrameDecoder()
+    frames: list[tuple[int, bytes]] = []
+    while chunk := conn.recv():
+        frames += decoder.feed(chunk)
+    return frames
+
+
+def test_attach_logs_and_stdin(engine: EngineProcess) -> None:
+    client = engine.client()
+    cid = run(client, "sh", "-c", "echo stored; echo more >&2")
+    wait(client, cid)
+    query = {"logs": 1, "stream": 0, "stdout": 1, "stderr": 1}
+    with client.hijack(f"/containers/{cid}/attach", query=query) as conn:
+        assert sorted(_read_all(conn)) == [(1, b"stored\n"), (2, b"more\n")]
+    query = {"logs": 1, "stream": 0, "stdout": 1, "stderr": 0}
+    with client.hijack(f"/containers/{cid}/attach", query=query) as conn:
+        assert _read_all(conn) == [(1, b"stored\n")]
+    cat = create(client, "sh", "-c", "cat; echo eof", OpenStdin=True, StdinOnce=True,
+                 AttachStdin=True)  # fmt: skip
+    query = {"stream": 1, "stdin": 1, "stdout": 1, "stderr": 1}
+    with client.hijack(f"/containers/{cat}/attach", query=query) as conn:
+        client.post(f"/containers/{cat}/start")
+        conn.send(b"typed\n")
+        conn.close_write()
+        assert b"".join(d for _, d in _read_all(conn)) == b"typed\neof\n"
+    assert wait(client, cat) == {"StatusCode": 0, "Error": None}
