@@ -152,6 +152,7 @@ def test_pause_unpause_rename_kill_and_info(engine: EngineProcess) -> None:
         client.post(f"/containers/{cid}/kill")
     info = client.info()
     assert (info["ContainersStopped"], info["ContainersRunning"]) == (1, 0)
+    assert info["DefaultRuntime"] in ("runc", "crun") and info["LiveRestoreEnabled"] is False
 
 
 def test_container_network_none_has_only_lo(engine: EngineProcess) -> None:

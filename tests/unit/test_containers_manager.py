@@ -119,7 +119,7 @@ def test_list_info_rename_wait_and_remove(mgr: ContainerManager) -> None:
         only = await mgr.list_containers(ContainerListQuery(all=True, filters={"label": ["k"]}))
         assert [x["Id"] for x in only] == [a.id]
         assert mgr.info() == {"Containers": 2, "ContainersRunning": 0, "ContainersPaused": 0,
-                              "ContainersStopped": 2}  # fmt: skip
+                              "ContainersStopped": 2, "LiveRestoreEnabled": False}  # fmt: skip
         mgr.rename(a, "gamma")
         assert mgr.get("gamma") is a and mgr.events[-1][3]["oldName"] == "/alpha"  # type: ignore[attr-defined]
         with pytest.raises(Conflict):

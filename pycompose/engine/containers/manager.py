@@ -109,13 +109,20 @@ class ContainerManager:
         """Whether any container (in any state) was created from ``image_id``."""
         return any(r.image_id == image_id for r in self.store.all())
 
-    def info(self) -> dict[str, int]:
+    def info(self) -> dict[str, Any]:
         """Counts for ``/info``."""
         states = [r.state.status for r in self.store.all()]
         running = sum(s in ("running", "restarting") for s in states)
         paused = states.count("paused")
-        return {"Containers": len(states), "ContainersRunning": running,
-                "ContainersPaused": paused, "ContainersStopped": len(states) - running - paused}
+        out: dict[str, Any] = {
+            "Containers": len(states), "ContainersRunning": running,
+            "ContainersPaused": paused, "ContainersStopped": len(states) - running - paused,
+            # A SIGTERMed daemon stops its containers (see close); a killed one re-adopts them.
+            "LiveRestoreEnabled": False,
+        }  # fmt: skip
+        if self.runner is not None and self.runner.runtime_name:
+            out["DefaultRuntime"] = self.runner.runtime_name
+        return out
 
     # -- create ---------------------------------------------------------------------------
 

@@ -59,6 +59,7 @@ class Runner:
         self._preferred = preferred
         self._runtime: asyncio.Task[tuple[OciRuntime, HostCgroups]] | None = None
         self._backoff: dict[str, float] = {}
+        self.runtime_name = ""
 
     # -- runtime --------------------------------------------------------------------------
 
@@ -70,6 +71,7 @@ class Runner:
     async def _probe(self) -> tuple[OciRuntime, HostCgroups]:
         info = await asyncio.to_thread(probe_runtime, self._preferred, self._work_dir)
         log.info("OCI runtime %s (%s)", info.name, info.version)
+        self.runtime_name = info.name
         host = await asyncio.to_thread(probe_host)
         return RuncRuntime(info.path, self.runtime_root, info.name), host
 
