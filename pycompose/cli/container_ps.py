@@ -4,6 +4,7 @@ formats (its table columns, ``--format`` templates, ``json``, JSON arrays)."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -138,9 +139,13 @@ def render_ps(containers: list[dict[str, Any]], fmt: str, trunc: bool,
               now: float | None = None) -> str:
     """The text ``ps`` prints for an API container list."""
     rows = [ContainerRow(c, trunc, now) for c in containers]
-    if fmt == "json":
-        return render.format_rows("json", rows, PS_HEADERS, lambda r: r.as_json())
     return render.format_rows(fmt, rows, PS_HEADERS)
+
+
+def wants_size(fmt: str | None) -> bool:
+    """docker asks for sizes when a custom template uses ``.Size`` (``{{json .}}`` does)."""
+    return bool(fmt) and fmt != "json" and (
+        ".Size" in str(fmt) or re.search(r"json\s+\.\s*}}", str(fmt)) is not None)
 
 
 @click.command("ls")
@@ -158,7 +163,8 @@ def ps(client: EngineClient, show_all: bool, quiet: bool, last: int, latest: boo
     """List containers."""
     limit = 1 if latest else last
     query = {"all": show_all or None, "limit": limit if limit > 0 else None,
-             "size": size or None, "filters": parse_filters(filters) or None}
+             "size": size or (not quiet and wants_size(fmt)) or None,
+             "filters": parse_filters(filters) or None}
     containers = client.get("/containers/json", query=query)
     text = render_ps(containers, ps_format(fmt, quiet, size), trunc=not no_trunc)
     if text:
@@ -169,9 +175,9 @@ def _inspect_one(client: EngineClient, name: str, kind: str | None, size: bool) 
     if kind in (None, "container"):
         try:
             return client.get(f"/containers/{name}/json", query={"size": size or None})
-        except NotFound:
+        except NotFound as err:
             if kind == "container":
-                raise CliError(f"Error: No such container: {name}") from None
+                raise CliError(f"Error response from daemon: {err}") from None
     if kind in (None, "image"):
         try:
             return client.get(f"/images/{name}/json")

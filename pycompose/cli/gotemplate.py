@@ -435,18 +435,18 @@ def go_str(value: Any) -> str:
 
 
 def go_json(value: Any) -> str:
-    """Go's ``json.Marshal``: compact, with ``<``, ``>`` and ``&`` escaped."""
+    """docker's ``json`` function: compact JSON, ``<>&`` left as they are. An object with
+    ``as_json`` (a ``ps`` row) is encoded the way its Go ``MarshalJSON`` does: escaped."""
     if value is MISSING:
         value = None
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_json_default)
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
-def _json_default(value: Any) -> Any:
-    as_dict = getattr(value, "as_json", None)
-    if callable(as_dict):
-        return as_dict()
-    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+    as_json = getattr(value, "as_json", None)
+    if callable(as_json):
+        text = json.dumps(as_json(), separators=(",", ":"), ensure_ascii=False)
+        return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    except TypeError as err:
+        raise TemplateError(f"template: json: {err}") from err
 
 
 def _printf(fmt: str, *args: Any) -> str:

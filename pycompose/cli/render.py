@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 ELLIPSIS = "…"
@@ -149,7 +149,7 @@ class _Title(str):
     """A column title that also answers a method-style field (``{{.Label "x"}}``)."""
 
     def __call__(self, *args: Any) -> str:
-        return str(self)
+        return str(args[0]) if args else str(self)  # docker titles {{.Label "k"}} as "k"
 
 
 class HeaderContext(dict[str, Any]):
@@ -166,14 +166,13 @@ class HeaderContext(dict[str, Any]):
         return True
 
 
-def format_rows(fmt: str, rows: Sequence[Any], headers: Mapping[str, str],
-                json_view: Callable[[Any], Any] | None = None) -> str:
+def format_rows(fmt: str, rows: Sequence[Any], headers: Mapping[str, str]) -> str:
     """Render ``rows`` with a docker ``--format``: ``table``, ``table TEMPLATE``, ``json`` or a
     Go template. Table output goes through the tabwriter; the rest is printed as is."""
     from pycompose.cli.gotemplate import Template, go_json
 
     if fmt == "json":
-        return "\n".join(go_json(json_view(r) if json_view else r) for r in rows)
+        return "\n".join(go_json(r) for r in rows)
     is_table = fmt.startswith("table")
     text = fmt[5:].strip() if is_table else fmt
     text = text.replace("\\t", "\t").replace("\\n", "\n")

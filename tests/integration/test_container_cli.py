@@ -369,7 +369,8 @@ def test_top_and_inspect(t: Target) -> None:
     result = t.pc("inspect", name, "no-such-thing-here")
     assert result.returncode == 1 and json.loads(result.stdout)[0]["Name"] == f"/{name}"
     assert result.stderr.decode().strip() == "Error: No such object: no-such-thing-here"
-    assert fails(t.pc("container", "inspect", "nope-x")) == "Error: No such container: nope-x"
+    assert fails(t.pc("container", "inspect", "nope-x")) == (
+        "Error response from daemon: No such container: nope-x")
     assert fails(t.pc("inspect", "-f", "{{.State.Pid", name)).startswith("template")
 
 

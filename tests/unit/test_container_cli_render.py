@@ -65,7 +65,7 @@ DATA: dict[str, Any] = {
     ("{{if and (gt .State.Pid 40) (lt .State.Pid 50)}}in{{end}}", "in"),
     ("{{ne .Id \"x\"}} {{ge 2 2}} {{le 3 2}}", "true true false"),
     ("{{$p := .State.Pid}}{{$p}}", "42"),
-    ("{{json .Html}}", '"\\u003ca\\u0026b\\u003e"'),
+    ("{{json .Html}}", '"<a&b>"'),
     ("a  {{- .Id -}}  b", "aabcb"),
     ("{{/* a comment */}}x", "x"),
     ("{{`raw`}} {{'a'}} {{0x10}} {{true}} {{nil}}", "raw 97 16 true <nil>"),
@@ -178,7 +178,7 @@ def test_ps_default_table_and_variants() -> None:
     assert row["Mounts"] == "averyveryveryl…" and row["Networks"] == "none"
     assert list(row) == sorted(row)
     table = render_ps([CONTAINER], "table {{.Names}}\\t{{.Label \"a\"}}\\t{{.Size}}", trunc=True)
-    assert table.splitlines() == ["NAMES     LABEL     SIZE", "xx        2         0B"]
+    assert table.splitlines() == ["NAMES     a         SIZE", "xx        2         0B"]
     assert ps_format("table", False, True).endswith("\t{{.Size}}")
 
 

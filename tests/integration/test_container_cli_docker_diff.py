@@ -1,0 +1,112 @@
+"""Our CLI and the real docker CLI side by side on the same isolated dockerd: for commands
+whose output does not depend on the moment, both must print the same bytes and exit alike."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.dockerd import DockerDaemon, load_busybox, start_dockerd, stop_dockerd
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def dockerd() -> Iterator[DockerDaemon]:
+    daemon = start_dockerd()
+    try:
+        load_busybox(daemon)
+        daemon.docker("run", "-d", "--name", "steady", "-l", "b=2", "-l", "a=<1>",
+                      "-e", "X=&y", "busybox", "sh", "-c",
+                      "echo out; echo err >&2; exec sleep 600")
+        daemon.docker("run", "--name", "gone", "busybox", "sh", "-c", "echo bye; exit 4",
+                      check=False)
+        yield daemon
+    finally:
+        stop_dockerd(daemon)
+
+
+def ours(daemon: DockerDaemon, *args: str) -> subprocess.CompletedProcess[bytes]:
+    with tempfile.TemporaryDirectory(prefix="pcdiff-") as run_dir:
+        env = {**os.environ, "PYCOMPOSE_HOST": daemon.host, "PYCOMPOSE_RUNTIME_DIR": run_dir,
+               "PYTHONPATH": str(REPO)}
+        return subprocess.run([sys.executable, "-m", "pycompose.cli.main", *args],
+                              capture_output=True, env=env, timeout=60)
+
+
+def same(daemon: DockerDaemon, *args: str, stderr: bool = True) -> bytes:
+    """Run both CLIs (retrying when a second boundary made times differ); compare."""
+    for _ in range(3):
+        theirs = daemon.docker(*args, check=False)
+        mine = ours(daemon, *args)
+        if theirs.stdout == mine.stdout:
+            break
+        time.sleep(0.2)
+    assert mine.stdout.decode() == theirs.stdout.decode()
+    assert mine.returncode == theirs.returncode, mine.stderr
+    if stderr:
+        assert mine.stderr.decode() == theirs.stderr.decode()
+    return mine.stdout
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("args", [
+    ("ps",), ("ps", "-a"), ("ps", "-a", "--no-trunc"), ("ps", "-q"), ("ps", "-aq"),
+    ("ps", "-a", "--format", "json"), ("ps", "-l"), ("ps", "-n", "1", "-a"),
+    ("ps", "-a", "--filter", "status=exited"), ("ps", "--filter", "label=b=2"),
+    ("ps", "-a", "--format", "table {{.Names}}\t{{.Labels}}\t{{.Label \"a\"}}\t{{.State}}"),
+    ("ps", "-a", "--format", "{{.Names}}: {{.Command}} {{.Networks}} {{.LocalVolumes}}"),
+    ("ps", "-a", "--format", "{{json .}}"),
+    ("container", "ls", "-s"),
+])
+def test_listing_matches_docker(dockerd: DockerDaemon, args: tuple[str, ...]) -> None:
+    same(dockerd, *args)
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("args", [
+    ("inspect", "steady"), ("inspect", "steady", "gone"), ("container", "inspect", "gone"),
+    ("inspect", "-f", "{{.State.Pid}} {{.State.Running}} {{.Name}}", "steady"),
+    ("inspect", "-f", "{{json .Config}}", "steady"),
+    ("inspect", "-f", "{{json .Config.Labels}} {{.Config.Labels}}", "steady"),
+    ("inspect", "-f", "{{range $k, $v := .Config.Labels}}{{$k}}={{$v}} {{end}}", "steady"),
+    ("inspect", "-f", "{{range .Config.Env}}{{println .}}{{end}}", "steady"),
+    ("inspect", "-f", "{{.State.ExitCode}} {{.State.Status}} {{.RestartCount}}", "gone"),
+    ("inspect", "-f", "{{.NetworkSettings.IPAddress}}|{{.HostConfig.NetworkMode}}", "steady"),
+    ("inspect", "-f", "{{index .Config.Cmd 0}} {{len .Config.Cmd}}", "steady"),
+    ("inspect", "-f", "{{if .State.Running}}up{{else}}down{{end}}", "steady", "gone"),
+    ("inspect", "--format", "{{.Config.Image}}", "busybox"),
+    ("inspect", "nope"), ("container", "inspect", "nope"),
+])
+def test_inspect_matches_docker(dockerd: DockerDaemon, args: tuple[str, ...]) -> None:
+    same(dockerd, *args)
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("args", [
+    ("logs", "steady"), ("logs", "gone"), ("logs", "--tail", "1", "gone"),
+    ("logs", "--since", "2000-01-01T00:00:00Z", "gone"), ("top", "steady"),
+    ("top", "steady", "-o", "pid,comm"), ("wait", "gone"), ("logs", "nope"),
+    ("stop", "nope"), ("rm", "nope"), ("kill", "gone"), ("pause", "nope"),
+])
+def test_other_commands_match_docker(dockerd: DockerDaemon, args: tuple[str, ...]) -> None:
+    same(dockerd, *args)
+
+
+@pytest.mark.root
+def test_exit_codes_match_docker(dockerd: DockerDaemon) -> None:
+    for args in (("run", "--rm", "busybox", "sh", "-c", "exit 42"),
+                 ("run", "--rm", "busybox", "nosuchcmd"),
+                 ("run", "--rm", "busybox", "/etc"),
+                 ("exec", "steady", "sh", "-c", "exit 7"),
+                 ("exec", "steady", "nosuchcmd")):
+        theirs = dockerd.docker(*args, check=False)
+        mine = ours(dockerd, *args)
+        assert (mine.returncode, mine.stdout) == (theirs.returncode, theirs.stdout), args
