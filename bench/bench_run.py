@@ -8,7 +8,7 @@ in rounds (every command once per round, so passing load falls on all alike):
 
 - ``runc run`` on a prepared bundle (busybox rootfs, ``runc spec`` config running ``true``):
   the floor, what any engine must add to;
-- ``pycompose run --rm busybox true``, on its default bridge network and with ``--network
+- ``pycompose run --rm busybox true``, on its default network and with ``--network
   none``; and ``pycompose --version``, the CLI's start-up alone, for scale;
 - the real ``docker`` CLI against our engine, the same two ways;
 - ``docker run --rm busybox true`` against the isolated dockerd. Its bridge is off
@@ -105,12 +105,12 @@ def our_commands(host: str, env: dict[str, str], docker_config: Path) -> list[Co
         # Not a container at all: what the Python CLI costs before it talks to the engine.
         Command("pycompose --version (CLI start-up alone)", [*pycompose_command(), "--version"],
                 env),
-        Command("pycompose run (default bridge)", [*pycompose_command(), *run], env),
+        Command("pycompose run (default network)", [*pycompose_command(), *run], env),
         Command("pycompose run --network none", [*pycompose_command(), *none], env),
     ]
     if shutil.which("docker"):
         commands += [
-            Command("docker CLI -> pycompose engine (default bridge)", docker_cli(host, *run),
+            Command("docker CLI -> pycompose engine (default network)", docker_cli(host, *run),
                     denv),
             Command("docker CLI -> pycompose engine (network none)", docker_cli(host, *none),
                     denv),
