@@ -119,11 +119,11 @@ def config(
         lines = [f"{k}={v}" for k, v in sorted(project.environment.items())]
     if quiet:
         return 0
-    if lines is None:
+    if lines is None and not no_interpolate:
+        # The uninterpolated model is printed as it is; the project with compose's conventions.
         from pycompose.compose.normalize_print import escape_dollars, json_view, yaml_view
 
-        if not no_interpolate:
-            data = escape_dollars(data)
+        data = escape_dollars(data)
         data = json_view(data) if fmt == "json" else yaml_view(data)
     text = "\n".join(lines) if lines is not None else _dump(data, fmt)
     if output:

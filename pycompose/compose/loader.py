@@ -192,12 +192,15 @@ def _load_included(
     return resolved
 
 
-def _declared_name(sources: list[yamlsrc.Source], environment: Mapping[str, str]) -> Any:
+def _declared_name(
+    sources: list[yamlsrc.Source], environment: Mapping[str, str] | None
+) -> Any:
+    """The last ``name:`` of the files, interpolated unless ``environment`` is None."""
     declared: Any = None
     for source in sources:
         if "name" in source.data:
             declared = source.data["name"]
-    if isinstance(declared, str):
+    if isinstance(declared, str) and environment is not None:
         declared = interpolate.substitute(declared, environment.get, file=None, path=("name",))
     return declared
 
@@ -242,10 +245,8 @@ def load(
         for path in found.files
         for document in yamlsrc.parse_yaml_documents(_read_text(path), _display_name(path))
     ]
-    declared = (
-        _declared_name([doc for _, doc in pre_sources], ctx.environment)
-        if options.interpolate
-        else None
+    declared = _declared_name(
+        [doc for _, doc in pre_sources], ctx.environment if options.interpolate else None
     )
     name = discovery.project_name(found, declared)
     ctx.environment.setdefault("COMPOSE_PROJECT_NAME", name)
@@ -265,7 +266,12 @@ def load(
         except ComposeError as err:
             raise _located(err, tuple(ctx.sources)) from None
 
+    for message in ctx.warnings:
+        if warn:
+            warn(message)
     sources = tuple(ctx.sources)
+    if not options.interpolate:
+        return _model_only(found, ctx, merged, name, options)
     try:
         all_profiles = tuple(profiles.list_profiles(merged))
         merged = profiles.apply_profiles(
@@ -290,9 +296,6 @@ def load(
     except ComposeError as err:
         raise _located(err, sources) from None
 
-    for message in ctx.warnings:
-        if warn:
-            warn(message)
     return LoadedProject(
         name=name,
         project_dir=project_dir,
@@ -302,6 +305,35 @@ def load(
         sources=sources,
         profiles=found.profiles,
         all_profiles=all_profiles,
+        warnings=tuple(ctx.warnings),
+    )
+
+
+def _model_only(
+    found: discovery.Discovery,
+    ctx: _Context,
+    merged: dict[str, Any],
+    name: str,
+    options: LoadOptions,
+) -> LoadedProject:
+    """``--no-interpolate``: compose's model view, with neither profiles nor checks applied
+    (values may still hold variables, so they are not converted or validated)."""
+    from pycompose.compose import paths, profiles
+    from pycompose.compose.normalize_model import model_view
+
+    project_dir = found.project_directory
+    if options.resolve_paths:
+        merged = paths.resolve_relative_paths(merged, project_dir)
+    data = model_view(merged, project_name=name, project_dir=project_dir)
+    return LoadedProject(
+        name=name,
+        project_dir=project_dir,
+        files=found.files,
+        environment=ctx.environment,
+        data=data,
+        sources=tuple(ctx.sources),
+        profiles=found.profiles,
+        all_profiles=tuple(profiles.list_profiles(merged)),
         warnings=tuple(ctx.warnings),
     )
 

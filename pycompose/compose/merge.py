@@ -311,6 +311,44 @@ def merge_env_map(base: Any, override: Any, path: Path, file: str | None) -> Any
     return {k: strip_tags(v) for k, v in merged.items() if not isinstance(later.get(k), Reset)}
 
 
+def _sequence_entry(name: Any, value: Any) -> str:
+    if value is None:
+        return str(name)
+    text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return f"{name}={text}"
+
+
+def _as_sequence(value: Any) -> list[str]:
+    """``{A: 1, B: null}`` (sorted by name, as compose) or ``[A=1, B]`` as ``NAME[=value]``."""
+    if isinstance(value, dict):
+        items = sorted(value.items(), key=lambda item: str(item[0]))
+        return [_sequence_entry(k, v) for k, v in items if not isinstance(v, Reset)]
+    return [str(entry) for entry in _as_list(value) if not isinstance(entry, Reset)]
+
+
+def merge_to_sequence(base: Any, override: Any, path: Path, file: str | None) -> Any:
+    """Both sides as ``NAME=value`` lists: a later name replaces an earlier one in place,
+    a new one is appended, ``NAME: !reset`` removes it. compose's model keeps this list
+    form (``config --no-interpolate`` shows it); normalising reads it like the map form."""
+    if override is None:
+        return base
+    resets = (
+        {str(k) for k, v in override.items() if isinstance(v, Reset)}
+        if isinstance(override, dict)
+        else set()
+    )
+    out: list[str] = []
+    index: dict[str, int] = {}
+    for entry in _as_sequence(base) + _as_sequence(strip_tags(override)):
+        name = entry.split("=", 1)[0]
+        if name in index:
+            out[index[name]] = entry
+        else:
+            index[name] = len(out)
+            out.append(entry)
+    return [e for e in out if e.split("=", 1)[0] not in resets]
+
+
 def append_unique(base: Any, override: Any, path: Path, file: str | None) -> Any:
     """Scalar-or-list fields: both as lists, appended, then de-duplicated by key."""
     return _unique(_as_list(base) + _as_list(strip_tags(override)), path)
@@ -374,14 +412,14 @@ RULES: dict[Pattern, Rule] = {
     ("services", "*", "networks"): _mapping_rule(_as_name_map(None)),
     ("services", "*", "models"): _mapping_rule(_as_name_map(None)),
     ("services", "*", "logging"): merge_logging,
-    ("services", "*", "environment"): merge_env_map,
-    ("services", "*", "labels"): merge_env_map,
-    ("services", "*", "annotations"): merge_env_map,
-    ("services", "*", "sysctls"): merge_env_map,
-    ("services", "*", "build", "args"): merge_env_map,
-    ("services", "*", "build", "labels"): merge_env_map,
-    ("services", "*", "build", "additional_contexts"): merge_env_map,
-    ("services", "*", "deploy", "labels"): merge_env_map,
+    ("services", "*", "environment"): merge_to_sequence,
+    ("services", "*", "labels"): merge_to_sequence,
+    ("services", "*", "annotations"): merge_to_sequence,
+    ("services", "*", "sysctls"): merge_to_sequence,
+    ("services", "*", "build", "args"): merge_to_sequence,
+    ("services", "*", "build", "labels"): merge_to_sequence,
+    ("services", "*", "build", "additional_contexts"): merge_to_sequence,
+    ("services", "*", "deploy", "labels"): merge_to_sequence,
     ("networks", "*", "labels"): merge_env_map,
     ("volumes", "*", "labels"): merge_env_map,
     ("services", "*", "extra_hosts"): merge_extra_hosts,

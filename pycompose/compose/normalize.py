@@ -33,7 +33,7 @@ SERVICE_PREFIX = "service:"
 # implicit dependency that restarts with its target.
 NAMESPACE_KEYS = ("network_mode", "ipc", "pid", "uts", "cgroup")
 
-__all__ = ["ReadEnvFile", "normalize"]
+__all__ = ["ReadEnvFile", "add_implicit_links", "normalize"]
 
 
 def normalize(
@@ -108,12 +108,12 @@ def _normalize_services(
                              defaults)
         normalized = normalize_service(service, ctx)
         if defaults:
-            _add_implicit_links(normalized)
+            add_implicit_links(normalized)
         services[name] = normalized
     return services
 
 
-def _add_implicit_links(service: dict[str, Any]) -> None:
+def add_implicit_links(service: dict[str, Any]) -> None:
     """Default network attachment and the dependencies compose infers from references."""
     # A provider service runs no container, so it joins no network.
     if not service.get("networks") and not service.get("network_mode") and (

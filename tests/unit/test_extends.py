@@ -55,7 +55,7 @@ def test_same_file_extends_inherits_everything() -> None:
     out = apply_extends(data, file=MAIN, load_file=no_files)
     assert out["services"]["web"] == {
         **base,
-        "environment": {"A": 1, "B": 2},
+        "environment": ["A=1", "B=2"],
         "ports": ["80:80", "81:81"],
     }
     assert out["services"]["base"] == base
@@ -70,8 +70,9 @@ def test_chain_is_resolved_recursively_in_any_order() -> None:
         }
     }
     out = apply_extends(data, file=MAIN, load_file=no_files)["services"]
-    assert out["a"] == {"image": "x", "environment": {"A": "1", "B": "1", "C": "1"}, "command": "c"}
-    assert out["b"] == {"image": "x", "environment": {"B": "1", "C": "1"}, "command": "c"}
+    # Merged environments take compose's NAME=value list form, the parent's entries first.
+    assert out["a"] == {"image": "x", "environment": ["C=1", "B=1", "A=1"], "command": "c"}
+    assert out["b"] == {"image": "x", "environment": ["C=1", "B=1"], "command": "c"}
     assert "extends" not in out["a"]
 
 
@@ -130,7 +131,7 @@ def test_cross_file_extends_back_into_the_main_file() -> None:
         }
     }
     out = apply_extends(data, file=MAIN, load_file=files)["services"]
-    assert out["a"] == {"image": "q", "environment": {"Z": "1", "B": "1"}}
+    assert out["a"] == {"image": "q", "environment": ["Z=1", "B=1"]}
 
 
 @pytest.mark.parametrize(

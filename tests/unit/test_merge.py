@@ -196,22 +196,26 @@ def test_expose_merges_numbers_and_strings() -> None:
 
 
 @pytest.mark.parametrize("field", ["environment", "labels", "sysctls", "annotations"])
-def test_list_or_map_fields_merge_as_maps(field: str) -> None:
+def test_list_or_map_fields_merge_as_sequences(field: str) -> None:
+    # As compose: both sides as NAME=value lists (maps sorted by name); a later name
+    # replaces an earlier one where it stood, a new one is appended.
     out = merged_web({field: ["A=1", "B=2", "C"]}, {field: {"A": 3, "D": 4}})
-    assert out[field] == {"A": 3, "B": "2", "C": None, "D": 4}
+    assert out[field] == ["A=3", "B=2", "C", "D=4"]
     out = merged_web({field: {"l1": "a"}}, {field: ["l2=b", "l1=c"]})
-    assert out[field] == {"l1": "c", "l2": "b"}
+    assert out[field] == ["l1=c", "l2=b"]
+    out = merged_web({field: {"b": True, "a": 1.5}}, {field: {"c": None}})
+    assert out[field] == ["a=1.5", "b=true", "c"]
 
 
 def test_environment_name_without_value_unsets() -> None:
     assert merged_web({"environment": ["A=1", "B=2"]}, {"environment": {"A": None}}) == {
-        "environment": {"A": None, "B": "2"}
+        "environment": ["A", "B=2"]
     }
 
 
 def test_environment_entry_reset() -> None:
     out = merged_web({"environment": {"A": "1", "B": "2"}}, {"environment": {"A": Reset()}})
-    assert out == {"environment": {"B": "2"}}
+    assert out == {"environment": ["B=2"]}
 
 
 @pytest.mark.parametrize(
@@ -221,7 +225,7 @@ def test_environment_entry_reset() -> None:
 def test_nested_label_and_arg_maps(path: tuple[str, str]) -> None:
     outer, inner = path
     out = merged_web({outer: {inner: ["A=1"]}}, {outer: {inner: {"B": "2"}}})
-    assert out[outer][inner] == {"A": "1", "B": "2"}
+    assert out[outer][inner] == ["A=1", "B=2"]
 
 
 def test_top_level_network_and_volume_labels() -> None:
@@ -329,7 +333,7 @@ def test_null_base_values_take_the_override() -> None:
         {"build": None, "environment": None}, {"build": "b", "environment": ["A=1"]}
     ) == {
         "build": {"context": "b"},
-        "environment": {"A": "1"},
+        "environment": ["A=1"],
     }
 
 
@@ -431,4 +435,4 @@ def test_three_files_fold_left() -> None:
     second = web(environment={"B": "2"}, ports=["81:81"])
     third = web(image="c", environment=["A=3"], ports=["80:80"])
     out = merge(merge(first, second), third)
-    assert out == web(image="c", environment={"A": "3", "B": "2"}, ports=["80:80", "81:81"])
+    assert out == web(image="c", environment=["A=3", "B=2"], ports=["80:80", "81:81"])
