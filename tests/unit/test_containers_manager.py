@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from pycompose.engine.api.app import ContainerListQuery
-from pycompose.engine.containers import attach, bundle, top
+from pycompose.engine.containers import attach, bundle, commit, top
 from pycompose.engine.containers.manager import ContainerManager
 from pycompose.engine.containers.record import ContainerRecord
 from pycompose.engine.containers.runner import Runner
@@ -222,3 +223,32 @@ def test_ps_parsing_and_log_helpers() -> None:
     rec = LogRecord("stderr", 1_700_000_000_000_000_001, b"x\n")
     assert attach.encode(rec, False, False) == b"\x02\x00\x00\x00\x00\x00\x00\x02x\n"
     assert attach.encode(rec, True, True) == b"2023-11-14T22:13:20.000000001Z x\n"
+
+
+def test_commit_changes_and_layer(tmp_path: Path) -> None:
+    config: dict[str, Any] = {"Env": ["A=0", "B=1"], "Labels": {"x": "1"}}
+    commit.parse_changes(['CMD ["run", "it"]', "ENTRYPOINT exec me", "ENV A=2 C=3",
+                          'LABEL y="two words"', "EXPOSE 80 53/udp", "WORKDIR /w",
+                          "USER app", "STOPSIGNAL SIGINT", "ENV D 4"], config)  # fmt: skip
+    assert config["Cmd"] == ["run", "it"]
+    assert config["Entrypoint"] == ["/bin/sh", "-c", "exec me"]
+    assert config["Env"] == ["A=2", "B=1", "C=3", "D=4"]
+    assert config["Labels"] == {"x": "1", "y": "two words"}
+    assert config["ExposedPorts"] == {"80/tcp": {}, "53/udp": {}}
+    assert (config["WorkingDir"], config["User"], config["StopSignal"]) == ("/w", "app", "SIGINT")
+    for bad, message in (("VOLUME /v", "volumes"), ("RUN x", "not a valid change"),
+                         ("CMD [1]", "list of strings"), ("ENV novalue", "KEY=value")):
+        with pytest.raises(InvalidArgument, match=message):
+            commit.parse_changes([bad], {})
+    upper = tmp_path / "upper"
+    (upper / "etc").mkdir(parents=True)
+    (upper / "etc" / "hosts").write_bytes(b"")  # a mount point stub: not a change
+    (upper / "etc" / "app.conf").write_text("x")
+    (upper / "etc" / "link").symlink_to("/etc/app.conf")
+    out = tmp_path / "layer.tar"
+    with open(out, "wb") as f:
+        commit.write_layer(upper, f)
+    with tarfile.open(out) as tf:
+        members = {m.name: m for m in tf.getmembers()}
+    assert sorted(members) == ["etc", "etc/app.conf", "etc/link"]
+    assert members["etc/link"].issym() and members["etc/link"].linkname == "/etc/app.conf"

@@ -1,0 +1,227 @@
+"""``POST /commit`` (a container's changes as a new image) and ``GET /containers/{id}/export``.
+
+Commit turns the container's overlay upper directory into an OCI layer: overlayfs whiteouts
+(0/0 character devices) become ``.wh.<name>`` entries and opaque directories (the
+``trusted.overlay.opaque`` xattr) get ``.wh..wh..opq``, as the OCI layer spec asks. The
+layer (gzip) and a config derived from the image's, with the container's own Config, the
+``changes`` instructions and a history entry, go into the content store, and the image store
+registers the manifest like any pulled image. Export writes the container's whole root
+filesystem as one tar stream, mounting it for the time of the export if it is stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import hashlib
+import json
+import os
+import shlex
+import stat
+import tarfile
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from pycompose.engine.containers.record import ContainerRecord, now_rfc3339
+from pycompose.engine.containers.views import command_text
+from pycompose.engine.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from pycompose.engine.images.content import ContentStore
+    from pycompose.engine.images.store import ImageRecord
+
+_CHUNK = 1 << 20
+_OPAQUE_XATTR = "trusted.overlay.opaque"
+COMMIT_KEYS = (
+    "User", "ExposedPorts", "Env", "Cmd", "Entrypoint", "WorkingDir", "Labels", "StopSignal",
+    "Volumes", "OnBuild", "Healthcheck", "ArgsEscaped", "Shell",
+)  # fmt: skip
+# Mount points the runtime creates for the engine's own bind mounts when the image lacks
+# them: empty files in the upper dir, not changes of the container (Docker keeps them in its
+# "-init" layer, which commit leaves out).
+ENGINE_MOUNT_POINTS = frozenset({"etc/hostname", "etc/hosts", "etc/resolv.conf",
+                                 "sbin/docker-init"})  # fmt: skip
+_SIMPLE_CHANGES = {"WORKDIR": "WorkingDir", "USER": "User", "STOPSIGNAL": "StopSignal"}
+_LAYER_TYPES = {
+    "application/vnd.docker.distribution.manifest.v2+json": (
+        "application/vnd.docker.container.image.v1+json",
+        "application/vnd.docker.image.rootfs.diff.tar.gzip"),
+    "application/vnd.oci.image.manifest.v1+json": (
+        "application/vnd.oci.image.config.v1+json",
+        "application/vnd.oci.image.layer.v1.tar+gzip"),
+}  # fmt: skip
+
+
+def _is_whiteout(st: os.stat_result) -> bool:
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def _opaque(path: str) -> bool:
+    try:
+        return os.getxattr(path, _OPAQUE_XATTR, follow_symlinks=False) == b"y"
+    except OSError:
+        return False
+
+
+def _marker(name: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.mode = 0o600
+    return info
+
+
+def write_layer(upper: Path, out: IO[bytes]) -> None:
+    """The container's changes (its overlay upper dir) as an uncompressed OCI layer tar."""
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
+        for dirpath, dirnames, filenames in os.walk(upper):
+            dirnames.sort()
+            rel_dir = os.path.relpath(dirpath, upper)
+            if rel_dir != "." and _opaque(dirpath):
+                tf.addfile(_marker(os.path.join(rel_dir, ".wh..wh..opq")))
+            for name in [*dirnames, *sorted(filenames)]:
+                full = os.path.join(dirpath, name)
+                arc = name if rel_dir == "." else os.path.join(rel_dir, name)
+                st = os.lstat(full)
+                if arc in ENGINE_MOUNT_POINTS and stat.S_ISREG(st.st_mode) and not st.st_size:
+                    continue
+                if _is_whiteout(st):
+                    tf.addfile(_marker(os.path.join(os.path.dirname(arc), ".wh." + name)))
+                elif stat.S_ISSOCK(st.st_mode):
+                    continue  # sockets cannot be stored in a layer (Docker drops them too)
+                else:
+                    tf.add(full, arcname=arc, recursive=False)
+
+
+def parse_changes(changes: list[str], config: dict[str, Any]) -> None:
+    """Apply ``docker commit --change`` Dockerfile instructions to ``config`` in place."""
+    for line in changes:
+        word, _, rest = line.strip().partition(" ")
+        word, rest = word.upper(), rest.strip()
+        if word in ("CMD", "ENTRYPOINT", "SHELL"):
+            key = {"CMD": "Cmd", "ENTRYPOINT": "Entrypoint", "SHELL": "Shell"}[word]
+            config[key] = _exec_form(rest)
+        elif word in ("ENV", "LABEL"):
+            pairs = _pairs(rest, line)
+            if word == "ENV":
+                env = {e.partition("=")[0]: e for e in config.get("Env") or []}
+                env.update({k: f"{k}={v}" for k, v in pairs})
+                config["Env"] = list(env.values())
+            else:
+                config["Labels"] = {**(config.get("Labels") or {}), **dict(pairs)}
+        elif word == "EXPOSE":
+            ports = dict(config.get("ExposedPorts") or {})
+            for port in rest.split():
+                ports[port if "/" in port else f"{port}/tcp"] = {}
+            config["ExposedPorts"] = ports
+        elif word in _SIMPLE_CHANGES and rest:
+            config[_SIMPLE_CHANGES[word]] = rest
+        elif word == "VOLUME":
+            raise InvalidArgument("commit --change VOLUME: volumes are not supported yet")
+        else:
+            raise InvalidArgument(f"{word} is not a valid change command")
+
+
+def _exec_form(text: str) -> list[str]:
+    if text.startswith("["):
+        try:
+            value = json.loads(text)
+        except ValueError as err:
+            raise InvalidArgument(f"invalid JSON in change {text!r}: {err}") from err
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise InvalidArgument(f"change {text!r}: expected a JSON list of strings")
+        return value
+    return ["/bin/sh", "-c", text]
+
+
+def _pairs(text: str, line: str) -> list[tuple[str, str]]:
+    words = shlex.split(text)
+    if len(words) == 2 and "=" not in words[0]:
+        return [(words[0], words[1])]
+    out = []
+    for word in words:
+        key, eq, value = word.partition("=")
+        if not eq or not key:
+            raise InvalidArgument(f"invalid change {line!r}: expected KEY=value")
+        out.append((key, value))
+    return out
+
+
+def _gzip_blob(layer_tar: Path, content: ContentStore) -> tuple[str, str, int]:
+    """Gzip the layer into the content store; (diff_id, blob digest, blob size)."""
+    diff = hashlib.sha256()
+    with tempfile.TemporaryFile(dir=layer_tar.parent) as gz_file:
+        with open(layer_tar, "rb") as src, gzip.GzipFile(fileobj=gz_file, mode="wb",
+                                                         mtime=0) as gz:  # fmt: skip
+            while chunk := src.read(_CHUNK):
+                diff.update(chunk)
+                gz.write(chunk)
+        size = gz_file.tell()
+        gz_file.seek(0)
+        with content.ingest() as ingest:
+            ingest.write_from(gz_file)
+            digest = ingest.commit()
+    return "sha256:" + diff.hexdigest(), digest, size
+
+
+def build_image(
+    record: ContainerRecord, image: ImageRecord, upper: Path, content: ContentStore, *,
+    overrides: dict[str, Any], changes: list[str], comment: str, author: str,
+) -> tuple[bytes, str]:  # fmt: skip
+    """Write layer and config into ``content``; return (manifest bytes, manifest media type)."""
+    man_type = image.manifest_media_type if image.manifest_media_type in _LAYER_TYPES else \
+        "application/vnd.oci.image.manifest.v1+json"
+    config_type, layer_type = _LAYER_TYPES[man_type]
+    with tempfile.NamedTemporaryFile(dir=upper.parent, prefix=".commit-") as tar_file:
+        write_layer(upper, tar_file)
+        tar_file.flush()
+        diff_id, blob, size = _gzip_blob(Path(tar_file.name), content)
+    cfg = copy.deepcopy(image.config)
+    run_config = {k: copy.deepcopy(record.config[k]) for k in COMMIT_KEYS if k in record.config}
+    run_config.update({k: v for k, v in overrides.items() if k in COMMIT_KEYS and v})
+    parse_changes(changes, run_config)
+    created = now_rfc3339()
+    cfg["config"] = run_config
+    cfg["created"] = created
+    cfg["container"] = record.id
+    if author:
+        cfg["author"] = author
+    cfg.setdefault("rootfs", {"type": "layers", "diff_ids": []})["diff_ids"].append(diff_id)
+    entry = {"created": created, "created_by": command_text(record)}
+    entry.update({k: v for k, v in (("comment", comment), ("author", author)) if v})
+    cfg.setdefault("history", []).append(entry)
+    config_bytes = json.dumps(cfg, separators=(",", ":")).encode()
+    config_digest = content.put_bytes(config_bytes)
+    manifest = {
+        "schemaVersion": 2, "mediaType": man_type,
+        "config": {"mediaType": config_type, "digest": config_digest, "size": len(config_bytes)},
+        "layers": [*(d.to_json() for d in image.layers),
+                   {"mediaType": layer_type, "digest": blob, "size": size}],
+    }  # fmt: skip
+    return json.dumps(manifest, separators=(",", ":")).encode(), man_type
+
+
+async def export_stream(rootfs: Path) -> AsyncIterator[bytes]:
+    """The whole root filesystem as a tar stream (a thread writes it into a pipe)."""
+    import asyncio
+    import threading
+
+    read_fd, write_fd = os.pipe()
+
+    def produce() -> None:
+        try:
+            with os.fdopen(write_fd, "wb") as out, \
+                    tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
+                for entry in sorted(os.listdir(rootfs)):
+                    tf.add(rootfs / entry, arcname=entry)  # sockets are skipped by tarfile
+        except BrokenPipeError:
+            pass  # the client went away and the reading end is closed
+
+    thread = threading.Thread(target=produce, name="export", daemon=True)
+    thread.start()
+    try:
+        while chunk := await asyncio.to_thread(os.read, read_fd, _CHUNK):
+            yield chunk
+    finally:
+        os.close(read_fd)
+        await asyncio.to_thread(thread.join)
