@@ -190,12 +190,17 @@ def render_inspect(objects: list[Any], fmt: str | None) -> str:
     """A JSON array indented like docker's, or one template result per object."""
     if not fmt:
         return json.dumps(objects, indent=4, ensure_ascii=False)
-    from pycompose.cli.gotemplate import Template
+    from pycompose.cli.container_typed import is_container, typed
+    from pycompose.cli.gotemplate import Template, TemplateError
 
     if fmt == "json":
         fmt = "{{json .}}"
-    template = Template(fmt)
-    return "\n".join(template.render(obj) for obj in objects)
+    try:
+        template = Template(fmt)
+        return "\n".join(template.render(typed(obj) if is_container(obj) else obj)
+                         for obj in objects)
+    except TemplateError as err:
+        raise CliError(f"template parsing error: {err}") from err
 
 
 def inspect_command(kind: str | None) -> click.Command:
@@ -219,7 +224,11 @@ def inspect_command(kind: str | None) -> click.Command:
             except CliError as err:
                 errors.append(str(err))
         if objects or not fmt:  # docker prints "[]" even when nothing was found
-            click.echo(render_inspect(objects, fmt))
+            try:
+                click.echo(render_inspect(objects, fmt))
+            except CliError:
+                click.echo("")  # docker ends the (empty) output before the error
+                raise
         for message in errors:
             click.echo(message, err=True)
         if errors:

@@ -386,6 +386,10 @@ def field_of(value: Any, name: str, args: tuple[Any, ...] | None = None) -> Any:
     """``value.name``: a map key (missing gives ``<no value>``), attribute or method."""
     if isinstance(value, Mapping):
         found = value.get(name, MISSING)
+        if found is MISSING and getattr(value, "strict", False):
+            # a Go struct (docker's typed view): no such field is an error, as in docker
+            raise TemplateError(f'template: executing at <.{name}>: map has no entry for '
+                                f'key "{name}"')
     elif value is None or value is MISSING:
         raise TemplateError(f"template: nil pointer evaluating .{name}")
     elif hasattr(value, name) and not name.startswith("_"):
@@ -427,6 +431,8 @@ def go_str(value: Any) -> str:
         if value.is_integer() and abs(value) < 1e21:
             return str(int(value))
         return repr(value)
+    if getattr(value, "go_struct", False):
+        return "{" + " ".join(go_str(v) for v in value.values()) + "}"
     if isinstance(value, Mapping):
         return "map[" + " ".join(f"{go_str(k)}:{go_str(value[k])}" for k in sorted(value)) + "]"
     if isinstance(value, (list, tuple)):
@@ -444,9 +450,21 @@ def go_json(value: Any) -> str:
         text = json.dumps(as_json(), separators=(",", ":"), ensure_ascii=False)
         return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        return json.dumps(_plain(value), separators=(",", ":"), ensure_ascii=False)
     except TypeError as err:
         raise TemplateError(f"template: json: {err}") from err
+
+
+def _plain(value: Any) -> Any:
+    """Typed wrappers back to JSON values (a nil slice or map is ``null``)."""
+    if getattr(value, "go_nil", False):
+        return None
+    if isinstance(value, Mapping):
+        absent = getattr(value, "absent", ())
+        return {k: _plain(v) for k, v in value.items() if k not in absent}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _printf(fmt: str, *args: Any) -> str:

@@ -110,3 +110,22 @@ def test_exit_codes_match_docker(dockerd: DockerDaemon) -> None:
         theirs = dockerd.docker(*args, check=False)
         mine = ours(dockerd, *args)
         assert (mine.returncode, mine.stdout) == (theirs.returncode, theirs.stdout), args
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("fmt", [
+    "{{.Config.Entrypoint}} {{.HostConfig.Binds}} {{.Config.Volumes}} {{.HostConfig.CapAdd}}",
+    "{{.State}}", "{{.State.Health}}", "{{.Config.ExposedPorts}} {{.Config.StopTimeout}}",
+    "{{.HostConfig.LogConfig}}", "{{json .Config.Entrypoint}} {{json .State}}",
+    "{{json .}}", "{{.Nope}}", "{{.Config.Nope}}", "{{.Mounts}} {{.Config.Env}}",
+    "{{range .Config.Entrypoint}}x{{else}}none{{end}}",
+    "{{.NetworkSettings.Networks.bridge.Aliases}} {{.HostConfig.RestartPolicy}}",
+])
+def test_typed_inspect_values_match_docker(dockerd: DockerDaemon, fmt: str) -> None:
+    """docker formats inspect against typed structs: nil slices [], structs {...}, errors."""
+    theirs = dockerd.docker("inspect", "-f", fmt, "steady", check=False)
+    mine = ours(dockerd, "inspect", "-f", fmt, "steady")
+    assert (mine.returncode, mine.stdout.decode()) == (theirs.returncode, theirs.stdout.decode())
+    if theirs.returncode:
+        assert mine.stderr.decode().startswith("template parsing error: template: ")
+        assert mine.stderr.decode().split(": ")[-1] == theirs.stderr.decode().split(": ")[-1]

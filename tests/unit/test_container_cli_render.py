@@ -189,3 +189,35 @@ def test_inspect_and_top_rendering() -> None:
     assert render_inspect([{"A": 1}], "json") == '{"A":1}'
     top = render_top({"Titles": ["PID", "CMD"], "Processes": [["1", "sleep 9"]]})
     assert top == "PID" + " " * 17 + "CMD\n1" + " " * 19 + "sleep 9"
+
+
+def test_typed_container_view() -> None:
+    """inspect --format sees docker's Go types: nil slices [], structs {...}, unknown fields
+    are errors, omitted omitempty fields print their zero but stay out of JSON."""
+    from pathlib import Path
+
+    from pycompose.cli.container_typed import is_container, typed
+
+    ref = Path("/work/shared/ref/inspect.json")
+    if not ref.exists():
+        pytest.skip("reference capture not present")
+    raw = json.loads(ref.read_text())[0]
+    assert is_container(raw) and not is_container({"RepoTags": []})
+    doc = typed(raw)
+
+    def run(text: str) -> str:
+        return Template(text).render(doc)
+
+    assert run("{{.Config.Entrypoint}} {{json .Config.Entrypoint}}") == "[] null"
+    assert run("{{.Config.Volumes}} {{.HostConfig.CapAdd}} {{.State.Health}}") == (
+        "map[] [] <nil>")
+    assert run("{{.Config.ExposedPorts}} {{.Config.StopTimeout}}") == "map[] <nil>"
+    assert run("{{.State}}").startswith("{running true false false false false ")
+    assert run("{{.State}}").endswith(" <nil>}")
+    assert run("{{.HostConfig.LogConfig}}") == "{json-file map[]}"
+    assert json.loads(run("{{json .Config}}")) == raw["Config"]
+    assert "ExposedPorts" not in run("{{json .Config}}")
+    assert run("{{.State.Pid}} {{.Config.Labels}}") == f"{raw['State']['Pid']} map[]"
+    with pytest.raises(TemplateError, match='map has no entry for key "Nope"'):
+        run("{{.Config.Nope}}")
+    assert render_inspect([raw], "{{.Name}}") == raw["Name"]
