@@ -3,6 +3,8 @@ exec -it, stats, shared network namespaces, OOM kills, and the daemon's own shut
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 import pathlib
@@ -16,6 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from pycompose.engine.errors import InvalidArgument, NotFound
 from tests.fixtures.engine import EngineProcess, start_engine, stop_engine
 from tests.integration.test_containers_api import _respawn
 from tests.integration.test_containers_docker_cli import (
@@ -199,3 +202,59 @@ def test_commit_and_export(eng: EngineProcess, tmp_path: pathlib.Path) -> None:
     proc = run_docker(eng, "commit", "-c", "VOLUME /data", "mod", "nope:v1")
     assert proc.returncode != 0 and b"volumes are not supported" in proc.stderr
     assert ok(eng, "ps", "-aq", "--filter", "status=exited").strip()
+
+
+def _tar(*entries: tuple[str, bytes | str | None]) -> bytes:
+    """A tar of (name, data) files, (name, "->target") symlinks and (name, None) dirs."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for name, data in entries:
+            info = tarfile.TarInfo(name)
+            if data is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tf.addfile(info)
+            elif isinstance(data, str):
+                info.type, info.linkname = tarfile.SYMTYPE, data.removeprefix("->")
+                tf.addfile(info)
+            else:
+                info.size, info.mode = len(data), 0o640
+                tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_cp_both_ways_and_escapes(eng: EngineProcess, tmp_path: pathlib.Path) -> None:
+    ok(eng, "run", "-d", "--name", "box", "busybox", "sh", "-c",
+       "mkdir -p /data/sub; echo one > /data/a; echo two > /data/sub/b; ln -s / /data/root; "
+       "ln -s /etc/passwd /data/link; sleep 100")
+    time.sleep(0.5)
+    ok(eng, "cp", "box:/data", str(tmp_path / "out"))
+    assert (tmp_path / "out" / "sub" / "b").read_text() == "two\n"
+    assert os.readlink(tmp_path / "out" / "link") == "/etc/passwd"
+    (tmp_path / "in.txt").write_text("in")
+    ok(eng, "cp", str(tmp_path / "in.txt"), "box:/data/root/tmp/")  # "/" of the container
+    assert ok(eng, "exec", "box", "cat", "/tmp/in.txt") == "in"
+    host_file = pathlib.Path("/tmp/in.txt")
+    assert not (host_file.exists() and host_file.read_text() == "in")
+    client = eng.client()
+    cid = json.loads(ok(eng, "inspect", "box"))[0]["Id"]
+    for bad, message in (
+        (_tar(("../escape", b"x")), "leaves the destination"),
+        (_tar(("evil", "->/"), ("evil/tmp/owned", b"x")), "not a directory"),
+        (_tar(("link", "->x"), ("/abs", b"x")), "leaves the destination"),
+    ):
+        with pytest.raises(InvalidArgument, match=message):
+            client.request("PUT", f"/containers/{cid}/archive", query={"path": "/data"},
+                           data=bad)  # fmt: skip
+    assert not pathlib.Path("/tmp/owned").exists()
+    with pytest.raises(NotFound):  # a HEAD answer has no body to carry the message
+        client.request("HEAD", f"/containers/{cid}/archive", query={"path": "/nope"})
+    with pytest.raises(NotFound, match="Could not find the file /nope"):
+        client.request("GET", f"/containers/{cid}/archive", query={"path": "/nope"})
+    with client.request("HEAD", f"/containers/{cid}/archive", query={"path": "/data"}) as resp:
+        header = resp.headers["x-docker-container-path-stat"]
+    info = json.loads(base64.b64decode(header))
+    assert info["name"] == "data" and info["mode"] & (1 << 31)
+    ok(eng, "stop", "-t", "0", "box")
+    ok(eng, "cp", str(tmp_path / "in.txt"), "box:/stopped.txt")
+    assert (tmp_path / "in.txt").read_bytes() in ok(eng, "cp", "box:/stopped.txt", "-").encode()
+    assert [x for x in leftovers(eng) if x.startswith("mount")] == []  # stopped: unmounted

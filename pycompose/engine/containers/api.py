@@ -28,9 +28,10 @@ from pycompose.engine.api.router import (
     json_response,
 )
 from pycompose.engine.api.streams import MULTIPLEXED_STREAM, RAW_STREAM, json_line
-from pycompose.engine.containers import attach, commit, stats, views
+from pycompose.engine.containers import attach, stats, views
 from pycompose.engine.containers.bundle import parse_signal
 from pycompose.engine.containers.execs import ExecService
+from pycompose.engine.containers.fileapi import FilesApi
 from pycompose.engine.containers.manager import ContainerManager
 from pycompose.engine.containers.record import ZERO_TIME, ContainerRecord
 from pycompose.engine.containers.recovery import recover
@@ -38,11 +39,10 @@ from pycompose.engine.containers.runner import Runner
 from pycompose.engine.containers.top import top
 from pycompose.engine.errors import Conflict, InvalidArgument
 from pycompose.engine.runtime.cgroups import cgroups_path
-from pycompose.storage.overlay import KernelMounter, mount_rootfs, unmount_rootfs
+from pycompose.storage.overlay import KernelMounter
 
 if TYPE_CHECKING:
     from pycompose.engine.api.app import EngineContext
-    from pycompose.engine.images.content import ContentStore
 
 
 async def setup(ctx: EngineContext) -> None:
@@ -59,16 +59,16 @@ async def setup(ctx: EngineContext) -> None:
     ctx.system.add_info_provider(mgr.info)
     ctx.cleanup.push_async_callback(mgr.close)
     await recover(mgr)
-    ContainersApi(mgr, ctx.services["content"]).register(ctx)
+    ContainersApi(mgr).register(ctx)
+    FilesApi(mgr, ctx.services["content"]).register(ctx)
     ExecService(mgr).register(ctx)
 
 
 class ContainersApi:
     """Route handlers; each is a thin translation to the manager and runner."""
 
-    def __init__(self, mgr: ContainerManager, content: ContentStore) -> None:
+    def __init__(self, mgr: ContainerManager) -> None:
         self.mgr = mgr
-        self.content = content
         assert mgr.runner is not None
         self.runner = mgr.runner
 
@@ -92,8 +92,6 @@ class ContainersApi:
         add("GET", "/containers/{id}/top", self.top)
         add("POST", "/containers/prune", self.prune)
         add("GET", "/containers/{id}/stats", self.stats)
-        add("GET", "/containers/{id}/export", self.export)
-        add("POST", "/commit", self.commit)
 
     async def create(self, req: Request) -> Response:
         """``POST /containers/create?name=``: 201 ``{"Id", "Warnings"}``."""
@@ -259,63 +257,6 @@ class ContainersApi:
                 await asyncio.sleep(1)
 
         return StreamResponse(body())
-
-    async def export(self, req: Request) -> StreamResponse:
-        """The container's root filesystem as a tar stream (mounted meanwhile if stopped)."""
-        record = self.mgr.get(req.params["id"])
-        live = self.mgr.live_of(record)
-        await live.lock.acquire()  # no start, stop or removal while the tar is written
-        try:
-            image = self.mgr.images.resolve(record.image_id)
-            lower = self.mgr.layers.rootfs_lowerdirs(list(image.layer_chain_ids))
-            directory = self.mgr.dir(record)
-            was_mounted = record.state.status in ("running", "paused")
-            dirs = await asyncio.to_thread(mount_rootfs, self.mgr.mounter, lower, directory)
-        except BaseException:
-            live.lock.release()
-            raise
-
-        async def body() -> AsyncIterator[bytes]:
-            try:
-                async for chunk in commit.export_stream(dirs.merged):
-                    yield chunk
-            finally:
-                if not was_mounted and record.state.status not in ("running", "paused"):
-                    await asyncio.to_thread(unmount_rootfs, self.mgr.mounter, directory)
-                live.lock.release()
-            self.mgr.publish(record, "export")
-
-        return StreamResponse(body(), content_type="application/x-tar")
-
-    async def commit(self, req: Request) -> Response:
-        """``POST /commit?container=&repo=&tag=&comment=&author=&pause=&changes=``: 201."""
-        ref = req.query_str("container")
-        if not ref:
-            raise InvalidArgument("No container name or ID supplied")
-        record = self.mgr.get(ref)
-        overrides = await req.json_object(required=False)
-        repo, tag = req.query_str("repo") or "", req.query_str("tag") or ""
-        if tag and not repo:
-            raise InvalidArgument("a tag needs a repository name")
-        reference = f"{repo}:{tag or 'latest'}" if repo else None
-        pause = req.query_bool("pause", True) and record.state.status == "running"
-        if pause:
-            await self.runner.pause(record, True)
-        try:
-            image = self.mgr.images.resolve(record.image_id)
-            manifest, media_type = await asyncio.to_thread(
-                commit.build_image, record, image, self.mgr.dir(record) / "upper",
-                self.content, overrides=overrides, changes=req.query.get("changes", []),
-                comment=req.query_str("comment") or "", author=req.query_str("author") or "",
-            )  # fmt: skip
-            new = await asyncio.to_thread(self.mgr.images.register, manifest, media_type,
-                                          reference)  # fmt: skip
-        finally:
-            if pause:
-                await self.runner.pause(record, False)
-        self.mgr.publish(record, "commit", comment=req.query_str("comment") or "",
-                         imageID=new.id, imageRef=reference or "")  # fmt: skip
-        return json_response({"Id": new.id}, status=201)
 
     async def prune(self, req: Request) -> Response:
         """Remove every stopped container (``label`` and ``until`` filters)."""

@@ -20,7 +20,6 @@ import shlex
 import stat
 import tarfile
 import tempfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -201,27 +200,8 @@ def build_image(
     return json.dumps(manifest, separators=(",", ":")).encode(), man_type
 
 
-async def export_stream(rootfs: Path) -> AsyncIterator[bytes]:
-    """The whole root filesystem as a tar stream (a thread writes it into a pipe)."""
-    import asyncio
-    import threading
-
-    read_fd, write_fd = os.pipe()
-
-    def produce() -> None:
-        try:
-            with os.fdopen(write_fd, "wb") as out, \
-                    tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
-                for entry in sorted(os.listdir(rootfs)):
-                    tf.add(rootfs / entry, arcname=entry)  # sockets are skipped by tarfile
-        except BrokenPipeError:
-            pass  # the client went away and the reading end is closed
-
-    thread = threading.Thread(target=produce, name="export", daemon=True)
-    thread.start()
-    try:
-        while chunk := await asyncio.to_thread(os.read, read_fd, _CHUNK):
-            yield chunk
-    finally:
-        os.close(read_fd)
-        await asyncio.to_thread(thread.join)
+def export_tar(rootfs: Path, out: IO[bytes]) -> None:
+    """The whole root filesystem as one tar stream."""
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
+        for entry in sorted(os.listdir(rootfs)):
+            tf.add(rootfs / entry, arcname=entry)  # sockets are skipped by tarfile
