@@ -15,11 +15,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from pycompose.compose.errors import ComposeError
 from pycompose.compose.normalize import RESOURCE_KINDS, add_implicit_links
 from pycompose.compose.normalize_ports import normalize_port
 from pycompose.compose.normalize_values import mapping
 from pycompose.compose.normalize_volumes import normalize_device
-from pycompose.compose.paths import absolute_path, is_remote_context, parse_volume_spec
+from pycompose.compose.paths import (
+    absolute_path,
+    clean_path,
+    is_remote_context,
+    parse_volume_spec,
+)
 
 DEFAULT_CONDITION = "service_started"
 # compose renames this pull policy in its model (the spec spells it both ways).
@@ -34,7 +40,7 @@ def model_view(data: dict[str, Any], *, project_name: str, project_dir: str) -> 
     }
     for service in services.values():
         if isinstance(service, dict):
-            add_implicit_links(service)
+            _implicit_links(service)
     out: dict[str, Any] = {"name": project_name, "services": services}
     for kind in RESOURCE_KINDS:
         declared = data.get(kind)
@@ -50,6 +56,18 @@ def model_view(data: dict[str, Any], *, project_name: str, project_dir: str) -> 
         if key not in out and key not in RESOURCE_KINDS and key not in ("version", "include"):
             out[key] = value
     return out
+
+
+def _implicit_links(service: dict[str, Any]) -> None:
+    """As in the project, except that compose's model spells ``restart: false`` for the
+    dependency a ``volumes_from`` implies."""
+    explicit = set(service.get("depends_on") or {})
+    add_implicit_links(service)
+    for source in service.get("volumes_from") or []:
+        name = str(source).split(":", 1)[0]
+        entry = (service.get("depends_on") or {}).get(name)
+        if name not in explicit and isinstance(entry, dict):
+            entry.setdefault("restart", False)
 
 
 def _uses_default(services: dict[str, Any]) -> bool:
@@ -93,15 +111,23 @@ def _build(value: Any, project_dir: str) -> Any:
     if not out.get("dockerfile") and not out.get("dockerfile_inline"):
         out["dockerfile"] = "Dockerfile"
     if "args" in out:
-        # Bare and null args are dropped; none left prints as null, as in compose.
-        args = {k: v for k, v in mapping(out["args"], bare=None, null=None).items()
-                if v is not None}
-        out["args"] = args or None
+        out["args"] = _args(out["args"])
     if isinstance(out.get("additional_contexts"), list):
         out["additional_contexts"] = mapping(out["additional_contexts"])
     if isinstance(out.get("ssh"), list):
         out["ssh"] = mapping(out["ssh"], bare=None)
     return out
+
+
+def _args(value: Any) -> Any:
+    """Args without a value are dropped (list or map form kept); none left is null."""
+    if isinstance(value, dict):
+        kept: Any = {k: v for k, v in value.items() if v is not None}
+    elif isinstance(value, list):
+        kept = [item for item in value if "=" in str(item)]
+    else:
+        return value
+    return kept or None
 
 
 def _depends_on(value: Any, project_dir: str) -> Any:
@@ -138,21 +164,38 @@ def _label_files(value: Any, project_dir: str) -> Any:
 def _ports(value: Any, project_dir: str) -> Any:
     if not isinstance(value, list):
         return value
-    return [port for entry in value for port in normalize_port(entry)]
+    defaulted = [
+        {"mode": "ingress", "protocol": "tcp", **e} if isinstance(e, dict) else e for e in value
+    ]
+    try:
+        return [
+            port
+            for entry in defaulted
+            for port in ([entry] if isinstance(entry, dict) else normalize_port(entry))
+        ]
+    except ComposeError:
+        # One spec that parses only once interpolated leaves every short spec as written.
+        return defaulted
 
 
 def _volume(entry: Any, project_dir: str) -> Any:
+    """Short form parsed (with its defaults); long form as written, target cleaned."""
     if isinstance(entry, str):
-        entry = parse_volume_spec(entry)
-    if not isinstance(entry, dict):
+        try:
+            out = parse_volume_spec(entry)
+        except ComposeError:
+            return entry
+        if out.get("type") == "bind" and isinstance(out.get("source"), str):
+            out["source"] = absolute_path(out["source"], project_dir)
+            out.setdefault("bind", {"create_host_path": True})
+        elif out.get("type") == "volume":
+            out.setdefault("volume", {})
+    elif isinstance(entry, dict):
+        out = dict(entry)
+    else:
         return entry
-    out = dict(entry)
-    kind = out.get("type")
-    if kind == "bind" and isinstance(out.get("source"), str):
-        out["source"] = absolute_path(out["source"], project_dir)
-        out.setdefault("bind", {"create_host_path": True})
-    elif kind == "volume":
-        out.setdefault("volume", {})
+    if isinstance(out.get("target"), str):
+        out["target"] = clean_path(out["target"])
     return out
 
 

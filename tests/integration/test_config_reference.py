@@ -157,6 +157,11 @@ FLAG_CASES = [
     ("service-selection", ["api"]),
     ("service-selection", ["web"]),
     ("service-selection", ["tool", "web"]),
+    ("model-view", ["--no-interpolate"]),
+    ("multi-file", ["--no-interpolate"]),
+    ("extends-other", ["--no-interpolate"]),
+    ("inferred-defaults", ["--no-interpolate"]),
+    ("anchors", ["--no-interpolate"]),
 ]
 
 
@@ -182,6 +187,7 @@ def test_flags_same_json(case: str, flags: list[str]) -> None:
         ["config", "--images", "api"],
         ["config", "--profiles", "web"],
         ["--profile", "tools", "config", "--services", "web"],
+        ["config", "--no-interpolate", "--services"],
     ],
     ids=" ".join,
 )
@@ -195,7 +201,8 @@ def test_listings_with_service_names(argv: list[str]) -> None:
 
 @pytest.mark.parametrize(
     ("case", "args"),
-    [c for c in cases() if c[0] in ("print-empties", "webapp", "monitoring", "build-long")],
+    [c for c in cases() if c[0] in ("print-empties", "webapp", "monitoring", "build-long")]
+    + [("model-view", ["--no-interpolate"])],
     ids=lambda v: v if isinstance(v, str) else " ".join(v),
 )
 def test_same_yaml_as_docker_compose(case: str, args: list[str]) -> None:
@@ -203,9 +210,12 @@ def test_same_yaml_as_docker_compose(case: str, args: list[str]) -> None:
     import yaml
 
     cwd = CORPUS / case
-    theirs = reference([*args, "config"], cwd)
+    # Global arguments come before `config`, config flags (--no-interpolate) after it.
+    glob = [a for a in args if a != "--no-interpolate"]
+    flags = [a for a in args if a == "--no-interpolate"]
+    theirs = reference([*glob, "config", *flags], cwd)
     assert theirs.returncode == 0, theirs.stderr
-    mine = ours([*args, "config"], cwd)
+    mine = ours([*glob, "config", *flags], cwd)
     assert mine.returncode == 0, mine.stderr
     assert yaml.safe_load(mine.stdout) == yaml.safe_load(theirs.stdout)
 
@@ -264,3 +274,24 @@ def test_directories_and_env_files(args: list[str], tmp_path: Path) -> None:
         assert json.loads(mine.stdout) == json.loads(theirs.stdout)
     else:
         assert mine.stderr.strip() and "Traceback" not in mine.stderr
+
+
+UNINTERPOLATED = {
+    "variable-duration": "services:\n  a:\n    image: x\n    healthcheck:\n"
+    "      test: [CMD, ok]\n      interval: $INTERVAL\n      retries: ${RETRIES:-3}\n",
+    "variable-ports": "services:\n  a:\n    image: x\n    ports:\n"
+    "      - '${PORT}:80'\n      - '81:81'\n      - {target: 82, published: '${P}'}\n",
+    "variable-volume": "services:\n  a:\n    image: x\n    volumes: ['${DATA}:/data/']\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNINTERPOLATED))
+def test_uninterpolated_values_are_not_validated(name: str, tmp_path: Path) -> None:
+    """With --no-interpolate values may hold variables: printed as written, not checked."""
+    (tmp_path / "compose.yaml").write_text(UNINTERPOLATED[name])
+    argv = ["config", "--no-interpolate", "--format", "json"]
+    theirs = reference(argv, tmp_path)
+    assert theirs.returncode == 0, theirs.stderr
+    mine = ours(argv, tmp_path)
+    assert mine.returncode == 0, mine.stderr
+    assert json.loads(mine.stdout) == json.loads(theirs.stdout)
