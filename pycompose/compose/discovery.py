@@ -142,6 +142,25 @@ def _read_env_files(
     return values
 
 
+def _process_environ() -> dict[str, str]:
+    """The caller's environment, without what Python's start-up added to it.
+
+    In the C locale Python coerces the locale and puts ``LC_CTYPE`` into its own
+    environment (PEP 538); the caller never set it, so compose would not see it. The
+    initial environment in ``/proc/self/environ`` tells the two apart.
+    """
+    environ = dict(os.environ)
+    if "LC_CTYPE" in environ:
+        try:
+            with open("/proc/self/environ", "rb") as handle:
+                initial = handle.read().split(b"\0")
+        except OSError:
+            return environ
+        if not any(entry.startswith(b"LC_CTYPE=") for entry in initial):
+            del environ["LC_CTYPE"]
+    return environ
+
+
 def discover(options: ProjectOptions, read_env_file: ReadEnvFile) -> Discovery:
     """Resolve files, project directory, environment and profiles from ``options``.
 
@@ -149,7 +168,7 @@ def discover(options: ProjectOptions, read_env_file: ReadEnvFile) -> Discovery:
     in so that this module stays free of parsing.
     """
     cwd = os.path.abspath(options.workdir or os.getcwd())
-    environ = dict(os.environ if options.environ is None else options.environ)
+    environ = dict(_process_environ() if options.environ is None else options.environ)
     # docker compose puts the working directory in PWD when the caller's shell did not.
     environ.setdefault("PWD", cwd)
     base = _abs(options.project_directory, cwd) if options.project_directory else cwd

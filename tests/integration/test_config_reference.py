@@ -295,3 +295,28 @@ def test_uninterpolated_values_are_not_validated(name: str, tmp_path: Path) -> N
     mine = ours(argv, tmp_path)
     assert mine.returncode == 0, mine.stderr
     assert json.loads(mine.stdout) == json.loads(theirs.stdout)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"PATH": "/usr/bin:/bin"}, {"PATH": "/usr/bin:/bin", "LC_CTYPE": "C.UTF-8", "A": "1"}],
+    ids=["bare", "with-locale"],
+)
+def test_environment_listing(env: dict[str, str], tmp_path: Path) -> None:
+    """``--environment`` shows what compose sees: PWD added, nothing Python added."""
+    (tmp_path / "compose.yaml").write_text("services:\n  a:\n    image: x\n")
+    (tmp_path / ".env").write_text("FROM_DOTENV=yes\n")
+    assert REFERENCE is not None
+    argv = ["config", "--environment"]
+    theirs = subprocess.run(
+        [REFERENCE, *argv], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    mine = subprocess.run(
+        [sys.executable, "-m", "pycompose.cli.main", *argv],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert mine.returncode == theirs.returncode == 0, mine.stderr
+    assert sorted(mine.stdout.splitlines()) == sorted(theirs.stdout.splitlines())
