@@ -180,7 +180,28 @@ def attach_and_start(client: EngineClient, cid: str, *, tty: bool, stdin: bool, 
                 raise CliError(daemon_message(err), start_exit_code(str(err))) from err
         with proxy_signals(client, cid, sig_proxy and not tty):
             pump(conn, stdin=stdin, on_resize=resizer(client, f"/containers/{cid}/resize"))
+    if tty and stdin and still_running(client, cid):
+        waiter.close()  # detached with the daemon's keys (ctrl-p ctrl-q): leave it running
+        return 0
     return wait_result(waiter)
+
+
+def still_running(client: EngineClient, cid: str, grace: float = 1.0) -> bool:
+    """True if the container keeps running after its streams ended (a detach), allowing
+    ``grace`` seconds for an exit that is still being recorded."""
+    import time
+
+    deadline = time.monotonic() + grace
+    while True:
+        try:
+            state = client.get(f"/containers/{cid}/json").get("State") or {}
+        except EngineError:
+            return False  # removed (--rm): it exited
+        if not state.get("Running"):
+            return False
+        if time.monotonic() >= deadline:
+            return True
+        time.sleep(0.05)
 
 
 # -- commands -----------------------------------------------------------------------------------

@@ -415,6 +415,18 @@ def test_run_it_and_exec_it_on_a_pty(t: Target) -> None:
 
 
 @pytest.mark.root
+def test_run_it_detach_keys_leave_it_running(t: Target) -> None:
+    if t.kind == "engine":
+        pytest.skip("detach keys (ctrl-p ctrl-q) are the daemon's job; the engine's attach "
+                    "does not implement them yet")
+    name = t.name()
+    out, code = on_pty(t, ["run", "-it", "--name", name, "busybox", "sh"],
+                       [(b"# ", b"\x10\x11")])
+    assert code == 0, out
+    assert ok(t.pc("inspect", "-f", "{{.State.Running}}", name)) == "true\n"
+
+
+@pytest.mark.root
 def test_run_it_raw_mode_then_restores_the_terminal(t: Target) -> None:
     cli = f"{sys.executable} -m pycompose.cli.main"
     seen: list[int] = []
