@@ -154,6 +154,9 @@ def test_detached_ps_logs_top_inspect_exec_stop_rm(clean: EngineProcess) -> None
     assert info["Config"]["Hostname"] == cid[:12] and info["Path"] == "sh"
     proc = run_docker(clean, "exec", "xx", "sh", "-c", "echo from-exec $HOSTNAME; exit 3")
     assert (proc.returncode, proc.stdout) == (3, f"from-exec {cid[:12]}\n".encode())
+    out = ok(clean, "exec", "-u", "nobody", "-w", "/tmp", "-e", "V=1", "xx", "sh", "-c",
+             "echo $V $(pwd) $(id -u)")  # fmt: skip
+    assert out == "1 /tmp 65534\n"
     proc = run_docker(clean, "exec", "-i", "xx", "cat", stdin=b"piped\n")
     assert (proc.returncode, proc.stdout) == (0, b"piped\n")
     start = time.monotonic()
