@@ -179,9 +179,12 @@ def _load_included(
         if file in ctx.include_stack or file == parent:
             chain = " -> ".join([*ctx.include_stack, parent, file])
             raise ComposeError(f"include cycle detected: {chain}")
-    environment = dict(ctx.environment)
+    # Several env files add up (a later one wins, and can use the earlier ones' values);
+    # the project environment still wins over all of them.
+    from_files: dict[str, str] = {}
     for env_file in env_files:
-        environment = {**read_env_file(env_file, environment), **ctx.environment}
+        from_files.update(read_env_file(env_file, {**from_files, **ctx.environment}))
+    environment = {**from_files, **ctx.environment}
     child = replace(ctx, include_stack=(*ctx.include_stack, parent))
     child.environment = environment
     merged: dict[str, Any] = {}
