@@ -347,7 +347,7 @@ def attach(client: EngineClient, container: str, no_stdin: bool, sig_proxy: bool
 
 
 @click.command("exec", context_settings=_POSITIONAL_TAIL)
-@engine_command(exit_code=126)
+@engine_command()
 @click.argument("container")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.option("-d", "--detach", is_flag=True, help="Detached mode: run in the background.")
@@ -379,10 +379,7 @@ def exec_(client: EngineClient, container: str, command: tuple[str, ...], detach
     }
     if tty:
         body["ConsoleSize"] = list(terminal_size())
-    try:
-        exec_id = client.post(f"/containers/{container}/exec", body=body)["Id"]
-    except EngineError as err:
-        raise CliError(daemon_message(err), 1) from err
+    exec_id = client.post(f"/containers/{container}/exec", body=body)["Id"]
     if detach:
         client.post(f"/exec/{exec_id}/start", body={"Detach": True, "Tty": tty})
         return

@@ -297,6 +297,9 @@ def _make_handler(engine: FakeEngine) -> type[socketserver.StreamRequestHandler]
             if path == "/_ping":
                 self.send(200, b"OK", "text/plain")
                 return
+            if path.startswith("/exec/") and path.endswith("/start") and not body.get("Detach"):
+                engine.started.set()
+                path = "/containers/x/attach"
             if path.endswith("/attach"):
                 self.request.sendall(b"HTTP/1.1 101 UPGRADED\r\nContent-Type: "
                                      b"application/vnd.docker.multiplexed-stream\r\n"
@@ -425,3 +428,21 @@ def test_stop_kill_logs_queries(fake: FakeEngine) -> None:
     assert (result.stdout, result.stderr) == (b"l1\n", b"l2\n")
     assert fake.calls[-1][2] == {"stdout": ["1"], "stderr": ["1"], "tail": ["5"],
                                  "timestamps": ["1"], "since": ["1700000000.000000000"]}
+
+
+def test_exec_creates_starts_and_exits_with_the_process_status(fake: FakeEngine) -> None:
+    fake.answers[("POST", "/containers/web/exec")] = lambda body: (201, {"Id": "e1"})
+    fake.answers[("GET", "/exec/e1/json")] = lambda body: (200, {"ExitCode": 5,
+                                                                 "Running": False})
+    result = pc(fake, "exec", "-e", "A=1", "-u", "nobody", "-w", "/tmp", "--privileged",
+                "web", "sh", "-c", "x")
+    assert (result.returncode, result.stdout, result.stderr) == (5, b"out\n", b"err\n")
+    assert fake.paths() == ["POST /containers/web/exec", "POST /exec/e1/start",
+                            "GET /exec/e1/json"]
+    assert fake.calls[1][3] == {
+        "User": "nobody", "Privileged": True, "Tty": False, "AttachStdin": False,
+        "AttachStderr": True, "AttachStdout": True, "Detach": False, "DetachKeys": "",
+        "Env": ["A=1"], "WorkingDir": "/tmp", "Cmd": ["sh", "-c", "x"]}
+    assert fake.calls[2][3] == {"Detach": False, "Tty": False}
+    result = pc(fake, "exec", "-d", "web", "true")
+    assert result.returncode == 0 and fake.calls[-1][3] == {"Detach": True, "Tty": False}
