@@ -49,6 +49,15 @@ def daemon_errors(exit_code: int = 1) -> Iterator[None]:
         raise
     except EngineError as err:
         raise CliError(daemon_message(err), exit_code) from err
+    except BrokenPipeError:
+        # the reader went away (``| head``): end quietly with SIGPIPE's status, as docker
+        # does, and keep Python from complaining while it flushes stdout at exit
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        raise click.exceptions.Exit(141) from None
     except OSError as err:
         raise CliError(f"error during connect: {err}", exit_code) from err
 

@@ -129,3 +129,16 @@ def test_typed_inspect_values_match_docker(dockerd: DockerDaemon, fmt: str) -> N
     if theirs.returncode:
         assert mine.stderr.decode().startswith("template parsing error: template: ")
         assert mine.stderr.decode().split(": ")[-1] == theirs.stderr.decode().split(": ")[-1]
+
+
+@pytest.mark.root
+def test_closed_pipe_ends_quietly_like_docker(dockerd: DockerDaemon) -> None:
+    dockerd.docker("run", "--name", "chatty", "busybox", "seq", "1", "200000")
+    with tempfile.TemporaryDirectory(prefix="pcdiff-") as run_dir:
+        env = {**os.environ, "PYCOMPOSE_HOST": dockerd.host, "PYCOMPOSE_RUNTIME_DIR": run_dir,
+               "PYTHONPATH": str(REPO)}
+        for cli in (f"{sys.executable} -m pycompose.cli.main", f"docker -H {dockerd.host}"):
+            result = subprocess.run(f"{cli} logs chatty | head -c 10; echo \" ${{PIPESTATUS[0]}}\"",
+                                    shell=True, executable="/bin/bash", env=env,
+                                    capture_output=True, timeout=60)
+            assert (result.stdout, result.stderr) == (b"1\n2\n3\n4\n5\n 141\n", b""), cli
