@@ -255,12 +255,23 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+class _RunCommand(click.Command):
+    """``run``/``create``: bad flags end with status 125, as docker's do."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as err:
+            raise CliError(f"pycompose {self.name}: {err.format_message()} "
+                           f"(see 'pycompose {self.name} --help')", 125) from err
+
+
 def _options(kwargs: dict[str, Any], detach: bool) -> RunOptions:
     tty = bool(kwargs["tty"])
     return RunOptions(detach=detach, console_size=terminal_size() if tty else (0, 0), **kwargs)
 
 
-@click.command("run", context_settings=_NO_HELP_SHORT)
+@click.command("run", cls=_RunCommand, context_settings=_NO_HELP_SHORT)
 @engine_command(exit_code=125)
 @run_options
 @click.option("-d", "--detach", is_flag=True, help="Run in background and print its ID.")
@@ -292,7 +303,7 @@ def _request(opts: RunOptions) -> CreateRequest:
         raise CliError(str(err), 125) from err
 
 
-@click.command("create", context_settings=_NO_HELP_SHORT)
+@click.command("create", cls=_RunCommand, context_settings=_NO_HELP_SHORT)
 @engine_command()  # docker's create exits 1 on daemon errors (125 only for bad flags)
 @run_options
 def create(client: EngineClient, **kwargs: Any) -> None:

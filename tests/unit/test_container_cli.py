@@ -446,3 +446,12 @@ def test_exec_creates_starts_and_exits_with_the_process_status(fake: FakeEngine)
     assert fake.calls[2][3] == {"Detach": False, "Tty": False}
     result = pc(fake, "exec", "-d", "web", "true")
     assert result.returncode == 0 and fake.calls[-1][3] == {"Detach": True, "Tty": False}
+
+
+def test_bad_run_flags_exit_125_in_one_line(fake: FakeEngine) -> None:
+    for args in (("run",), ("run", "--bogus", "busybox"), ("create", "--pids-limit", "x", "b"),
+                 ("run", "-p", "99999", "busybox"), ("run", "--ulimit", "nofile", "busybox")):
+        result = pc(fake, *args)
+        lines = result.stderr.decode().splitlines()
+        assert result.returncode == 125 and len(lines) == 1, (args, lines)
+    assert fake.paths() == []  # nothing was sent
