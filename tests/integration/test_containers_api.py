@@ -395,3 +395,32 @@ def test_attach_logs_and_stdin(engine: EngineProcess) -> None:
         conn.close_write()
         assert b"".join(d for _, d in _read_all(conn)) == b"typed\neof\n"
     assert wait(client, cat) == {"StatusCode": 0, "Error": None}
+
+
+def test_detach_keys_end_attach_and_exec_but_not_the_processes(engine: EngineProcess) -> None:
+    client = engine.client()
+    since = time.time()
+    cid = run(client, "sh", Tty=True, OpenStdin=True, AttachStdin=True)
+    query = {"stream": 1, "stdin": 1, "stdout": 1, "stderr": 1}
+    with client.hijack(f"/containers/{cid}/attach", query=query, tty=True) as conn:
+        conn.send(b"echo before-$((40+2))\r")
+        deadline = time.monotonic() + 10
+        seen = b""
+        while b"before-42" not in seen and time.monotonic() < deadline:
+            seen += conn.recv()
+        conn.send(b"\x10\x11")
+        while conn.recv():  # the daemon ends the attach
+            pass
+    assert client.get(f"/containers/{cid}/json")["State"]["Running"] is True
+    assert "detach" in [a for a, _ in _events(client, since, cid)]
+    body = {"Cmd": ["sh"], "Tty": True, "AttachStdin": True, "AttachStdout": True,
+            "DetachKeys": "ctrl-a,ctrl-b"}  # fmt: skip
+    exec_id = client.post(f"/containers/{cid}/exec", body)["Id"]
+    with client.hijack(f"/exec/{exec_id}/start", body={"Tty": True}, tty=True) as conn:
+        conn.send(b"\x01\x02")
+        while conn.recv():
+            pass
+    info = client.get(f"/exec/{exec_id}/json")
+    assert info["Running"] is True and info["ExitCode"] is None
+    with pytest.raises(InvalidArgument, match="Invalid detach keys"):
+        client.post(f"/containers/{cid}/exec", {**body, "DetachKeys": "ctrl-1"})

@@ -252,3 +252,17 @@ def test_commit_changes_and_layer(tmp_path: Path) -> None:
         members = {m.name: m for m in tf.getmembers()}
     assert sorted(members) == ["etc", "etc/app.conf", "etc/link"]
     assert members["etc/link"].issym() and members["etc/link"].linkname == "/etc/app.conf"
+
+
+def test_detach_keys() -> None:
+    assert attach.parse_detach_keys("") == b"\x10\x11"
+    assert attach.parse_detach_keys("ctrl-a,x,ctrl-[") == b"\x01x\x1b"
+    for bad in ("ctrl-1", "shift-a", "ab"):
+        with pytest.raises(InvalidArgument, match="Invalid detach keys"):
+            attach.parse_detach_keys(bad)
+    scanner = attach.EscapeScanner(b"\x10\x11")
+    assert scanner.feed(b"ls\x10") == (b"ls", False)  # a possible start is held back
+    assert scanner.feed(b"x") == (b"\x10x", False)  # ... and passed on when it was not
+    assert scanner.feed(b"\x10\x10") == (b"\x10", False)
+    assert scanner.feed(b"\x11rest") == (b"", True)
+    assert attach.EscapeScanner(b"\x10\x11").feed(b"a\x10\x11") == (b"a", True)

@@ -199,6 +199,7 @@ class ContainersApi:
             self.mgr, record, stdin=req.query_bool("stdin"), stdout=req.query_bool("stdout"),
             stderr=req.query_bool("stderr"), logs=req.query_bool("logs"),
             stream=req.query_bool("stream"),
+            detach_keys=attach.parse_detach_keys(req.query_str("detachKeys")),
         )  # fmt: skip
         self.mgr.publish(record, "attach")
         tty = bool(record.config.get("Tty"))

@@ -34,6 +34,59 @@ _STREAM_IDS = {"stdout": STDOUT, "stderr": STDERR}
 _FRAME = struct.Struct(">BxxxI")
 
 
+DEFAULT_DETACH_KEYS = b"\x10\x11"  # ctrl-p ctrl-q
+_CTRL_PUNCT = {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}
+
+
+def parse_detach_keys(text: str | None) -> bytes:
+    """Docker's ``detachKeys``: ``ctrl-p,ctrl-q`` (default), ``a,ctrl-[``... as bytes."""
+    if not text:
+        return DEFAULT_DETACH_KEYS
+    out = bytearray()
+    for key in text.split(","):
+        key = key.strip()
+        if len(key) == 1:
+            out.append(ord(key))
+        elif key.lower().startswith("ctrl-") and len(key) == 6:
+            char = key[5].lower()
+            if "a" <= char <= "z":
+                out.append(ord(char) - ord("a") + 1)
+            elif char in _CTRL_PUNCT:
+                out.append(_CTRL_PUNCT[char])
+            else:
+                raise InvalidArgument(f"Invalid detach keys ({text}) provided")
+        else:
+            raise InvalidArgument(f"Invalid detach keys ({text}) provided")
+    return bytes(out)
+
+
+class EscapeScanner:
+    """Finds the detach key sequence in a TTY's input, holding back a partial match."""
+
+    def __init__(self, keys: bytes) -> None:
+        self.keys = keys
+        self.held = b""
+
+    def feed(self, data: bytes) -> tuple[bytes, bool]:
+        """The bytes to pass on, and whether the whole sequence has now been typed."""
+        out = bytearray()
+        for byte in data:
+            candidate = self.held + bytes([byte])
+            if self.keys.startswith(candidate):
+                if candidate == self.keys:
+                    self.held = b""
+                    return bytes(out), True
+                self.held = candidate
+                continue
+            out += self.held  # not the sequence after all: the held keys were real input
+            self.held = b""
+            if self.keys.startswith(bytes([byte])):
+                self.held = bytes([byte])
+            else:
+                out.append(byte)
+        return bytes(out), False
+
+
 def parse_time(value: str | None, what: str) -> int | None:
     """Docker's ``since``/``until``: unix seconds with an optional fraction -> ns."""
     if value is None or value == "" or value == "0":
@@ -111,8 +164,11 @@ class Attachment:
     """One hijacked attach connection."""
 
     def __init__(self, mgr: ContainerManager, record: ContainerRecord, *, stdin: bool,
-                 stdout: bool, stderr: bool, logs: bool, stream: bool) -> None:  # fmt: skip
+                 stdout: bool, stderr: bool, logs: bool, stream: bool,
+                 detach_keys: bytes = DEFAULT_DETACH_KEYS) -> None:  # fmt: skip
         self.mgr, self.record = mgr, record
+        self.detach_keys = detach_keys
+        self.detached = False
         self.want_stdin, self.stdout, self.stderr = stdin, stdout, stderr
         self.logs, self.stream = logs, stream
         self.tty = bool(record.config.get("Tty"))
@@ -197,13 +253,29 @@ class Attachment:
                 await client.write(data)
 
     async def _stdin(self, client: RawStream, writer: asyncio.StreamWriter) -> None:
+        # As dockerd: the detach keys are looked for in a TTY's input only.
+        scanner = EscapeScanner(self.detach_keys) if self.tty else None
         with contextlib.suppress(ConnectionError):
             while data := await client.read():
+                if scanner is not None:
+                    data, detach = scanner.feed(data)
+                    if detach:
+                        self._detach(writer, data)
+                        return
                 writer.write(_FRAME.pack(monitor.FRAME_STDIN, len(data)) + data)
                 await writer.drain()
             if self.record.config.get("StdinOnce"):
                 writer.write(_FRAME.pack(monitor.FRAME_CLOSE_STDIN, 0))
                 await writer.drain()
+
+
+    def _detach(self, writer: asyncio.StreamWriter, rest: bytes) -> None:
+        """End this attach, leaving the container running (its output reader sees EOF)."""
+        if rest:
+            writer.write(_FRAME.pack(monitor.FRAME_STDIN, len(rest)) + rest)
+        self.detached = True
+        writer.close()
+        self.mgr.publish(self.record, "detach")
 
 
 async def _discard(reader: asyncio.StreamReader) -> None:

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pycompose.engine.api.router import (
-    ZERO,
     HijackResponse,
     Request,
     Response,
@@ -26,6 +25,7 @@ from pycompose.engine.api.router import (
 )
 from pycompose.engine.api.streams import MULTIPLEXED_STREAM, RAW_STREAM, STDERR, STDOUT
 from pycompose.engine.api.streams import RawStream as Client
+from pycompose.engine.containers import attach
 from pycompose.engine.containers.record import ContainerRecord
 from pycompose.engine.errors import Conflict, InvalidArgument, NotFound
 from pycompose.engine.runtime.execproc import ExecProcess, exec_process
@@ -96,7 +96,8 @@ class ExecService:
         """201 ``{"Id"}``; the container must be running."""
         record = self.mgr.get(req.params["id"])
         body = await req.json_object()
-        check_fields(body, where="", known=_CREATE_FIELDS, unsupported={"DetachKeys": ZERO})
+        check_fields(body, where="", known=_CREATE_FIELDS)
+        attach.parse_detach_keys(body.get("DetachKeys"))  # a bad value is a 400 now
         cmd = body.get("Cmd")
         if not cmd or not isinstance(cmd, list) or not all(isinstance(c, str) for c in cmd):
             raise InvalidArgument("No exec command specified")
@@ -142,12 +143,24 @@ class ExecService:
         process = await asyncio.to_thread(self._process, ex)
         ex.running = True
         if body.get("Detach"):
-            self.mgr.background(self._run(ex, process, None))
+            self.mgr.background(self._run(ex, process, _Sink(None, b"")))
             return empty_response(200)
         tty = bool(ex.config.get("Tty"))
 
         async def run(client: Client) -> None:
-            await self._run(ex, process, client)
+            # The exec runs as its own task: a detach (the TTY's detach keys) ends this
+            # connection and leaves the process running, as in Docker.
+            sink = _Sink(client, attach.parse_detach_keys(ex.config.get("DetachKeys")))
+            task = asyncio.ensure_future(self._run(ex, process, sink))
+            detached = asyncio.ensure_future(sink.detached.wait())
+            try:
+                await asyncio.wait({task, detached}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                detached.cancel()
+            if task.done():
+                task.result()
+            else:
+                self.mgr.background(_finish(task))
 
         return HijackResponse(run, content_type=RAW_STREAM if tty else MULTIPLEXED_STREAM)
 
@@ -161,7 +174,7 @@ class ExecService:
             tty=bool(cfg.get("Tty")), privileged=bool(cfg.get("Privileged")),
         )  # fmt: skip
 
-    async def _run(self, ex: ExecRecord, process: dict[str, Any], client: Client | None) -> None:
+    async def _run(self, ex: ExecRecord, process: dict[str, Any], sink: _Sink) -> None:
         assert self.mgr.runner is not None
         runtime, _ = await self.mgr.runner.runtime()
         size = tuple(ex.config.get("ConsoleSize") or ()) or (24, 80)
@@ -175,11 +188,16 @@ class ExecService:
                 self.mgr.publish(ex.container, "exec_start: " + " ".join(ex.config["Cmd"]),
                                  execID=ex.id)  # fmt: skip
                 feeder = None
-                if client is not None and ex.config.get("AttachStdin"):
-                    feeder = asyncio.ensure_future(_feed(client, proc))
+                if sink.client is not None and ex.config.get("AttachStdin"):
+                    feeder = asyncio.ensure_future(sink.feed(proc))
                 async for stream, data in proc.output():
-                    if client is not None:
+                    client = sink.client
+                    if client is None:
+                        continue
+                    try:
                         await _send(client, proc.tty, stream, data)
+                    except ConnectionError:
+                        sink.client = None  # gone (or detached): the process goes on
                 ex.exit_code = await proc.wait()
                 if feeder is not None:
                     feeder.cancel()
@@ -192,8 +210,8 @@ class ExecService:
             if ex.id in ex.container.exec_ids:  # ExecIDs lists the execs still running
                 ex.container.exec_ids.remove(ex.id)
             self.mgr.publish(ex.container, "exec_die", execID=ex.id, exitCode=str(ex.exit_code))
-            if client is not None:
-                client.close_write()
+            if sink.client is not None:
+                sink.client.close_write()
 
 
 async def _send(client: Client, tty: bool, stream: str, data: bytes) -> None:
@@ -203,8 +221,31 @@ async def _send(client: Client, tty: bool, stream: str, data: bytes) -> None:
         await client.write_frame(STDOUT if stream == "stdout" else STDERR, data)
 
 
-async def _feed(client: Client, proc: ExecProcess) -> None:
-    with contextlib.suppress(ConnectionError, OSError):
-        while data := await client.read():
-            await proc.write(data)
-        await proc.close_stdin()
+class _Sink:
+    """Where an exec's output goes, and where its input comes from, until a detach."""
+
+    def __init__(self, client: Client | None, detach_keys: bytes) -> None:
+        self.client = client
+        self.detach_keys = detach_keys
+        self.detached = asyncio.Event()
+
+    async def feed(self, proc: ExecProcess) -> None:
+        """Client input to the process; on a TTY, the detach keys end the connection."""
+        assert self.client is not None
+        scanner = attach.EscapeScanner(self.detach_keys) if proc.tty else None
+        with contextlib.suppress(ConnectionError, OSError):
+            while data := await self.client.read():
+                detach = False
+                if scanner is not None:
+                    data, detach = scanner.feed(data)
+                if data:
+                    await proc.write(data)
+                if detach:
+                    self.client = None  # output is dropped from now on
+                    self.detached.set()
+                    return
+            await proc.close_stdin()
+
+
+async def _finish(task: asyncio.Future[None]) -> None:
+    await task
