@@ -141,6 +141,18 @@ def check_images(project: Project) -> Iterator[ComposeError]:
             )
 
 
+def check_dockerfiles(project: Project) -> Iterator[ComposeError]:
+    for name, service in _services(project).items():
+        build = service.get("build")
+        if not isinstance(build, Mapping):
+            continue
+        if build.get("dockerfile") and build.get("dockerfile_inline"):
+            yield ComposeError(
+                f'service "{name}" declares mutually exclusive dockerfile and dockerfile_inline',
+                path=("services", name, "build"),
+            )
+
+
 def check_container_names(project: Project) -> Iterator[ComposeError]:
     owners: dict[str, str] = {}
     for name, service in _services(project).items():
@@ -205,6 +217,7 @@ CHECKS: tuple[Check, ...] = (
     check_cycles,
     check_resources,
     check_network_mode,
+    check_dockerfiles,
     check_container_names,
     check_published_ports,
 )

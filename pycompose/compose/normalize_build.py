@@ -19,6 +19,7 @@ from pycompose.compose.normalize_values import (
     shell_command,
     string_list,
     to_bool,
+    to_count,
     to_float,
     to_float32,
     to_int,
@@ -226,7 +227,7 @@ def normalize_deploy(value: Any) -> dict[str, Any]:
     out.setdefault("resources", {})
     out.setdefault("placement", {})
     out = convert_fields(out, {
-        "replicas": to_int,
+        "replicas": to_count,
         "labels": mapping,
         "resources": _resources,
         "update_config": _rollout,

@@ -152,6 +152,14 @@ def to_int(value: Any) -> int:
     raise ComposeError(f"must be an integer, not {value!r}")
 
 
+def to_count(value: Any) -> int:
+    """A replica count: an integer, zero or more (``scale``, ``deploy.replicas``)."""
+    number = to_int(value)
+    if number < 0:
+        raise ComposeError("must be greater than or equal to 0")
+    return number
+
+
 def to_float(value: Any) -> float:
     """A number field, accepting interpolated strings (``"0.5"``)."""
     if isinstance(value, bool):

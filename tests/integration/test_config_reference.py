@@ -106,6 +106,11 @@ INVALID = {
         "services:\n  a: {image: x, container_name: cc}\n  b: {image: x, container_name: cc}\n"
     ),
     "include-cycle": "include: [compose.yaml]\nservices:\n  a: {image: x}\n",
+    "negative-scale": "services:\n  a: {image: x, scale: '-1'}\n",
+    "negative-replicas": "services:\n  a: {image: x, deploy: {replicas: -2}}\n",
+    "dockerfile-and-inline": (
+        "services:\n  a:\n    build: {context: ., dockerfile: D, dockerfile_inline: 'FROM x'}\n"
+    ),
 }
 
 
