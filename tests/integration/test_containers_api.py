@@ -268,7 +268,7 @@ def test_prune_with_filters(engine: EngineProcess) -> None:
 
 
 def _events(client: EngineClient, since: float, cid: str) -> list[tuple[str, dict[str, str]]]:
-    query = {"since": f"{since:.3f}", "until": f"{time.time():.3f}",
+    query = {"since": f"{since - 0.001:.3f}", "until": f"{time.time() + 0.01:.3f}",
              "filters": json.dumps({"container": [cid]})}
     with client.stream("GET", "/events", query=query) as resp:
         return [(e["Action"], e["Actor"]["Attributes"]) for e in resp.iter_json()]

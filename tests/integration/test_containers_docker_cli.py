@@ -74,7 +74,7 @@ def leftovers(engine: EngineProcess, ids: set[str] | None = None) -> list[str]:
 
 def created_ids(engine: EngineProcess) -> set[str]:
     """Ids of every container the engine created (from its event history)."""
-    query = {"since": "0", "until": f"{time.time():.3f}",
+    query = {"since": "0", "until": f"{time.time() + 0.01:.3f}",
              "filters": json.dumps({"type": ["container"], "event": ["create"]})}
     with engine.client().stream("GET", "/events", query=query) as resp:
         return {e["Actor"]["ID"] for e in resp.iter_json()}
@@ -121,7 +121,7 @@ def test_run_rm_echo_hi(clean: EngineProcess) -> None:
     proc = run_docker(clean, "run", "--rm", "busybox", "echo", "hi")
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, b"hi\n", b"")
     assert ok(clean, "ps", "-aq") == ""
-    query = {"since": f"{since:.3f}", "until": f"{time.time():.3f}",
+    query = {"since": f"{since - 0.001:.3f}", "until": f"{time.time() + 0.01:.3f}",
              "filters": json.dumps({"type": ["container"]})}
     with clean.client().stream("GET", "/events", query=query) as resp:
         events = list(resp.iter_json())

@@ -141,7 +141,7 @@ def test_oom_kill_is_recorded(eng: EngineProcess) -> None:
     assert ok(eng, "wait", "hog").strip().isdigit()
     state = json.loads(ok(eng, "inspect", "hog"))[0]["State"]
     assert state["OOMKilled"] is True and state["Status"] == "exited"
-    query = {"since": f"{since:.3f}", "until": f"{time.time():.3f}",
+    query = {"since": f"{since - 0.001:.3f}", "until": f"{time.time() + 0.01:.3f}",
              "filters": json.dumps({"container": ["hog"]})}
     with eng.client().stream("GET", "/events", query=query) as resp:
         actions = [e["Action"] for e in resp.iter_json()]
