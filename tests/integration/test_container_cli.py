@@ -416,9 +416,6 @@ def test_run_it_and_exec_it_on_a_pty(t: Target) -> None:
 
 @pytest.mark.root
 def test_run_it_detach_keys_leave_it_running(t: Target) -> None:
-    if t.kind == "engine":
-        pytest.skip("detach keys (ctrl-p ctrl-q) are the daemon's job; the engine's attach "
-                    "does not implement them yet")
     name = t.name()
     out, code = on_pty(t, ["run", "-it", "--name", name, "busybox", "sh"],
                        [(b"# ", b"\x10\x11")])
