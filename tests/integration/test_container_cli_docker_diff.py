@@ -142,3 +142,67 @@ def test_closed_pipe_ends_quietly_like_docker(dockerd: DockerDaemon) -> None:
                                     shell=True, executable="/bin/bash", env=env,
                                     capture_output=True, timeout=60)
             assert (result.stdout, result.stderr) == (b"1\n2\n3\n4\n5\n 141\n", b""), cli
+
+
+def _tree(root: Path) -> list[tuple[str, str]]:
+    """Relative paths under ``root`` with file contents ("<dir>" for directories)."""
+    out = []
+    for path in sorted(root.rglob("*")):
+        out.append((str(path.relative_to(root)),
+                    "<dir>" if path.is_dir() else path.read_text(errors="replace")))
+    return out
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(("src", "dest", "prepare"), [
+    ("box:/data/dir", "new", ""), ("box:/data/dir", "existing", "dir"),
+    ("box:/data/dir/.", "existing", "dir"), ("box:/data/file", "existing", "dir"),
+    ("box:/data/file", "renamed.txt", ""), ("box:/data/file", "existing", "file"),
+])
+def test_cp_out_matches_docker(dockerd: DockerDaemon, tmp_path: Path, src: str, dest: str,
+                               prepare: str) -> None:
+    if dockerd.docker("inspect", "box", check=False).returncode != 0:
+        dockerd.docker("run", "-d", "--name", "box", "busybox", "sh", "-c",
+                       "mkdir -p /data/dir/sub && echo a > /data/dir/sub/a && "
+                       "echo f > /data/file && exec sleep 600")
+        time.sleep(0.5)
+    results = []
+    for who in ("docker", "ours"):
+        base = tmp_path / who
+        base.mkdir()
+        if prepare == "dir":
+            (base / dest).mkdir()
+        elif prepare == "file":
+            (base / dest).write_text("old\n")
+        target = str(base / dest)
+        result = dockerd.docker("cp", src, target, check=False) if who == "docker" \
+            else ours(dockerd, "cp", src, target)
+        results.append((result.returncode, _tree(base)))
+    assert results[1] == results[0]
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(("src", "dest"), [
+    ("dir", "/in/existing"), ("dir", "/in/fresh"), ("dir/.", "/in/existing"),
+    ("file", "/in/existing"), ("file", "/in/newname"), ("file", "/in/afile"),
+])
+def test_cp_in_matches_docker(dockerd: DockerDaemon, tmp_path: Path, src: str,
+                              dest: str) -> None:
+    (tmp_path / "dir" / "sub").mkdir(parents=True)
+    (tmp_path / "dir" / "sub" / "x").write_text("x\n")
+    (tmp_path / "file").write_text("content\n")
+    listings = []
+    for who in ("docker", "ours"):
+        name = f"cpin-{who}"
+        dockerd.docker("rm", "-f", name, check=False)
+        dockerd.docker("run", "-d", "--name", name, "busybox", "sh", "-c",
+                       "mkdir -p /in/existing && echo old > /in/afile && exec sleep 600")
+        time.sleep(0.3)
+        source = str(tmp_path / src)
+        result = dockerd.docker("cp", source, f"{name}:{dest}", check=False) if who == "docker" \
+            else ours(dockerd, "cp", source, f"{name}:{dest}")
+        find = dockerd.docker("exec", name, "sh", "-c",
+                              "cd /in && find . | sort && cat $(find . -type f | sort)")
+        listings.append((result.returncode, find.stdout))
+        dockerd.docker("rm", "-f", name)
+    assert listings[1] == listings[0]
