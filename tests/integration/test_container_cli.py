@@ -240,9 +240,11 @@ def test_run_forwards_signals_to_the_container(t: Target) -> None:
 
 @pytest.mark.root
 def test_run_start_failures_exit_like_docker(t: Target) -> None:
+    before = ok(t.pc("ps", "-aq"))
     line = fails(t.pc("run", "--rm", "busybox", "no-such-command"), 127)
     assert line.startswith("Error response from daemon: ")
     fails(t.pc("run", "--rm", "busybox", "/etc/passwd"), 126)
+    until(lambda: ok(t.pc("ps", "-aq")) == before)  # --rm: failed containers go too
     line = fails(t.pc("run", "--rm", "--pull", "never", "nosuchimage:nope", "true"), 125)
     assert line.startswith("Error response from daemon: ") and "nosuchimage" in line
     line = fails(t.pc("run", "--rm", "--restart", "always", "busybox", "true"), 125)
