@@ -32,6 +32,11 @@ SERVICE_PREFIX = "service:"
 # Namespaces that may name another service (``network_mode: service:db``): each one is an
 # implicit dependency that restarts with its target.
 NAMESPACE_KEYS = ("network_mode", "ipc", "pid", "uts", "cgroup")
+# Where a secret or config compose creates takes its content from (exactly one of them).
+FILE_SOURCES = {
+    "secrets": ("file", "environment"),
+    "configs": ("file", "environment", "content"),
+}
 
 __all__ = ["ReadEnvFile", "add_implicit_links", "normalize"]
 
@@ -191,6 +196,8 @@ def _normalize_resource(
         out["external"] = True
     elif external is not None:
         out["external"] = to_bool(external)
+    if kind in FILE_SOURCES and not out.get("external"):
+        _check_file_source(kind, out)
     if kind == "volumes" and out.get("external"):
         # compose refuses to configure a volume it does not create (networks it allows).
         for field in ("driver", "driver_opts", "labels"):
@@ -209,6 +216,17 @@ def _normalize_resource(
                 out[flag] = to_bool(out[flag])
         keep = frozenset({"ipam", "enable_ipv6", "enable_ipv4"})
     return omit_empty(out, keep=keep)
+
+
+def _check_file_source(kind: str, entry: dict[str, Any]) -> None:
+    """A secret or config that compose creates needs exactly one place to read it from."""
+    sources = FILE_SOURCES[kind]
+    given = [s for s in sources if entry.get(s) is not None]
+    names = "|".join(sources)
+    if not given:
+        raise ComposeError(f"one of {names} must be set")
+    if len(given) > 1:
+        raise ComposeError(f"{names} attributes are mutually exclusive")
 
 
 def _ipam(raw: Any) -> dict[str, Any]:

@@ -106,6 +106,11 @@ INVALID = {
         "services:\n  a: {image: x, container_name: cc}\n  b: {image: x, container_name: cc}\n"
     ),
     "include-cycle": "include: [compose.yaml]\nservices:\n  a: {image: x}\n",
+    "secret-without-source": "services:\n  a: {image: x}\nsecrets:\n  s: {name: y}\n",
+    "secret-two-sources": "services:\n  a: {image: x}\nsecrets:\n  s: {file: f, environment: E}\n",
+    "config-two-sources": (
+        "services:\n  a: {image: x}\nconfigs:\n  c: {content: x, environment: V}\n"
+    ),
     "negative-scale": "services:\n  a: {image: x, scale: '-1'}\n",
     "negative-replicas": "services:\n  a: {image: x, deploy: {replicas: -2}}\n",
     "dockerfile-and-inline": (
