@@ -112,12 +112,14 @@ def copy_from(client: EngineClient, container: str, src: str, dest: str) -> int:
             new_base = "."
         reader = io.BufferedReader(_ResponseReader(resp), 65536)
         total = 0
+        uid, gid = os.getuid(), os.getgid()
         with tarfile.open(fileobj=reader, mode="r|") as tar:
             for member in tar:
                 if new_base is not None:
                     _renamed(member, src_base, new_base)
                 total += member.size
-                tar.extract(member, parent, set_attrs=True, filter="tar")
+                member.uid, member.gid = uid, gid  # files belong to the caller, as with docker
+                tar.extract(member, parent, set_attrs=True, numeric_owner=True, filter="tar")
     return total
 
 

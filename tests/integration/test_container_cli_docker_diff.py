@@ -144,11 +144,12 @@ def test_closed_pipe_ends_quietly_like_docker(dockerd: DockerDaemon) -> None:
             assert (result.stdout, result.stderr) == (b"1\n2\n3\n4\n5\n 141\n", b""), cli
 
 
-def _tree(root: Path) -> list[tuple[str, str]]:
-    """Relative paths under ``root`` with file contents ("<dir>" for directories)."""
+def _tree(root: Path) -> list[tuple[str, str, str]]:
+    """Relative paths under ``root`` with owner, mode and contents ("<dir>" for dirs)."""
     out = []
     for path in sorted(root.rglob("*")):
-        out.append((str(path.relative_to(root)),
+        st = path.stat()
+        out.append((str(path.relative_to(root)), f"{st.st_uid}:{st.st_gid}:{st.st_mode:o}",
                     "<dir>" if path.is_dir() else path.read_text(errors="replace")))
     return out
 
@@ -164,7 +165,8 @@ def test_cp_out_matches_docker(dockerd: DockerDaemon, tmp_path: Path, src: str, 
     if dockerd.docker("inspect", "box", check=False).returncode != 0:
         dockerd.docker("run", "-d", "--name", "box", "busybox", "sh", "-c",
                        "mkdir -p /data/dir/sub && echo a > /data/dir/sub/a && "
-                       "echo f > /data/file && exec sleep 600")
+                       "echo f > /data/file && chown -R 1234:4321 /data && "
+                       "chmod 640 /data/file && exec sleep 600")
         time.sleep(0.5)
     results = []
     for who in ("docker", "ours"):
