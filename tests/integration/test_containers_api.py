@@ -424,3 +424,18 @@ def test_detach_keys_end_attach_and_exec_but_not_the_processes(engine: EnginePro
     assert info["Running"] is True and info["ExitCode"] is None
     with pytest.raises(InvalidArgument, match="Invalid detach keys"):
         client.post(f"/containers/{cid}/exec", {**body, "DetachKeys": "ctrl-1"})
+
+
+def test_tty_gets_the_create_time_console_size(engine: EngineProcess) -> None:
+    client = engine.client()
+    cid = run(client, "sh", Tty=True, OpenStdin=True, HostConfig={"ConsoleSize": [30, 100]})
+    body = {"Cmd": ["sh", "-c", "stty size < /proc/1/fd/0"], "AttachStdout": True}
+    deadline = time.monotonic() + 5
+    while True:
+        exec_id = client.post(f"/containers/{cid}/exec", body)["Id"]
+        with client.stream("POST", f"/exec/{exec_id}/start", body={}) as resp:
+            out = b"".join(d for _, d in resp.iter_frames(tty=False))
+        if out == b"30 100\n" or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert out == b"30 100\n"

@@ -176,6 +176,14 @@ class Attachment:
         self.removed = mgr.waiter(record, "removed")
         # A running container's attach gets only new output; before start, all of it.
         self.since: int | None = time.time_ns() if record.state.running else None
+        self.counted = self.stream and self.tty and not record.state.running
+        if self.counted:
+            self.live.tty_attachers += 1
+
+    def _uncount(self) -> None:
+        if self.counted:
+            self.counted = False
+            self.live.tty_attachers -= 1
 
     async def run(self, client: RawStream) -> None:
         """Serve the connection until the container's output ends."""
@@ -188,6 +196,7 @@ class Attachment:
             if self.stream and await self._wait_started():
                 await self._pump(client)
         finally:
+            self._uncount()
             if not self.removed.done():
                 self.removed.cancel()
             client.close_write()
@@ -210,6 +219,7 @@ class Attachment:
         if conn is not None and self.want_stdin:
             tasks.append(asyncio.ensure_future(self._stdin(client, conn[1])))
         try:
+            self._uncount()
             if self.tty and conn is not None:
                 await self._initial_size(conn[1])
                 await self._tty_output(client, conn[0])
@@ -228,11 +238,7 @@ class Attachment:
         # The terminal starts at 0x0; setting the size the client asked for at create raises
         # SIGWINCH, on which shells with line editing (busybox ash, bash) redraw their prompt:
         # a prompt printed before this connection existed is then not lost to the client.
-        size = self.record.host_config.get("ConsoleSize") or [0, 0]
-        if len(size) == 2 and int(size[0]) > 0 and int(size[1]) > 0:
-            payload = monitor.resize_payload(int(size[0]), int(size[1]))
-            writer.write(_FRAME.pack(monitor.FRAME_RESIZE, len(payload)) + payload)
-            await writer.drain()
+        await set_console_size(self.record, writer)
 
     async def _log_output(self, client: RawStream, since: int | None) -> None:
         directory = self.mgr.dir(self.record)
@@ -276,6 +282,29 @@ class Attachment:
         self.detached = True
         writer.close()
         self.mgr.publish(self.record, "detach")
+
+
+async def set_console_size(record: ContainerRecord, writer: asyncio.StreamWriter) -> None:
+    """Give the container's terminal the size the client asked for at create (if any)."""
+    size = record.host_config.get("ConsoleSize") or [0, 0]
+    if len(size) == 2 and int(size[0]) > 0 and int(size[1]) > 0:
+        payload = monitor.resize_payload(int(size[0]), int(size[1]))
+        writer.write(_FRAME.pack(monitor.FRAME_RESIZE, len(payload)) + payload)
+        await writer.drain()
+
+
+async def resize_after_start(live: Live, record: ContainerRecord) -> None:
+    """A TTY container started without an attach waiting gets its create-time size now."""
+    conn = await _connect(live)
+    if conn is None:
+        return
+    writer = conn[1]
+    try:
+        await set_console_size(record, writer)
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
 
 
 async def _discard(reader: asyncio.StreamReader) -> None:

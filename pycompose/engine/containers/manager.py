@@ -54,6 +54,8 @@ class Live:
     removed_waiters: list[asyncio.Future[dict[str, Any]]] = field(default_factory=list)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     attach: str = ""
+    tty_attachers: int = 0
+    """TTY attaches waiting for the start: they set the terminal size themselves."""
     start_ns: int = 0
     restart_task: asyncio.Task[None] | None = None
 

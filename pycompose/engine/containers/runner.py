@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pycompose.engine.containers.attach import resize_after_start
 from pycompose.engine.containers.bundle import (
     RuntimeContext,
     etc_params,
@@ -123,6 +124,8 @@ class Runner:
         live.started.set()
         self.mgr.publish(record, "start")
         live.watcher = asyncio.ensure_future(self._watch(record))
+        if record.config.get("Tty") and not live.tty_attachers:
+            self.mgr.background(resize_after_start(live, record))
 
     def _prepare(self, record: ContainerRecord, directory: Path, runtime: OciRuntime,
                  host: HostCgroups) -> monitor.MonitorConfig:  # fmt: skip
