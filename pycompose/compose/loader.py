@@ -127,7 +127,24 @@ def _parse(path: str, ctx: _Context) -> yamlsrc.Source:
     for document in documents:
         data = merge.merge(data, document.data, file=document.name)
         lines.update(document.lines)
-    return yamlsrc.Source(documents[0].name, data, lines)
+    stamps = tuple(p for document in documents for p in document.timestamps)
+    return yamlsrc.Source(documents[0].name, data, lines, stamps)
+
+
+def _reject_timestamps(source: yamlsrc.Source) -> None:
+    """compose reads an unquoted date as a time, which no field accepts (x-* aside)."""
+    errors = [
+        ComposeError(
+            f"{source.data_at(path)!r} is read as a date/time, not a string: quote it",
+            file=source.name,
+            line=source.lines.get(path),
+            path=path,
+        )
+        for path in source.timestamps
+        if not any(isinstance(part, str) and part.startswith("x-") for part in path)
+    ]
+    if errors:
+        raise ComposeErrors(errors)
 
 
 def _load_file(
@@ -145,6 +162,7 @@ def _load_file(
     else:
         source = parsed
         ctx.sources.append(parsed)
+    _reject_timestamps(source)
     data: Any = source.data
     if ctx.options.interpolate:
         data = interpolate.interpolate(data, environment.get, source.name, warn=ctx.warn)

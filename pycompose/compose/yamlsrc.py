@@ -90,6 +90,19 @@ class Source:
     name: str
     data: dict[str, Any]
     lines: dict[Path, int]
+    # Where a plain scalar value is a date/time: go-yaml reads those as times, which
+    # docker compose's schema then rejects (outside x-* extensions). Kept as text here.
+    timestamps: tuple[Path, ...] = ()
+
+    def data_at(self, path: Path) -> Any:
+        """The value at ``path`` in :attr:`data` (None when the path does not lead anywhere)."""
+        value: Any = self.data
+        for part in path:
+            try:
+                value = value[part]
+            except (KeyError, IndexError, TypeError):
+                return None
+        return value
 
 
 def parse_yaml(text: str | bytes, name: str) -> Source:
@@ -316,6 +329,7 @@ class _Builder:
         self.name = name
         self.parser = parser
         self.entries: list[tuple[Path, int]] = []
+        self.timestamps: list[Path] = []
         self.anchors: dict[str, _Anchor] = {}
         self.open_anchors: set[str] = set()
         self.work = 0
@@ -334,12 +348,13 @@ class _Builder:
             mark: Any = event.start_mark
             line = mark.line + 1
             self.entries = [((), line)]
+            self.timestamps = []
             self.anchors = {}
             root = self.read_root(get)
             get()  # DocumentEndEvent
             if type(root) is not dict:
                 raise self.error("top-level object must be a mapping", line)
-            docs.append(Source(self.name, root, dict(self.entries)))
+            docs.append(Source(self.name, root, dict(self.entries), tuple(self.timestamps)))
         if not docs:
             raise ComposeError("empty compose file", file=self.name)
         return docs
@@ -359,12 +374,14 @@ class _Builder:
             if self.work > MAX_WORK:
                 raise self.too_many(line)
             is_merge = False
+            timestamp = False
             if kind is scalar_event:
                 tag, text = event.tag, event.value
                 if tag is None:
                     plain = not event.style  # "" from libyaml, None from PyYAML's own parser
                     value: Any = resolve_plain(text) if plain else text
                     is_merge = plain and text == "<<"
+                    timestamp = plain and type(value) is str and _is_timestamp(value)
                 else:
                     value = self.tagged(tag, text, event.style, line)
                     is_merge = tag == _MERGE
@@ -384,6 +401,8 @@ class _Builder:
             if top is None:
                 return value
             if top.is_list:
+                if timestamp:
+                    self.timestamps.append((*top.path, len(top.value)))
                 top.value.append(value)
             elif top.key is None:
                 if type(value) is str and _is_timestamp(value) and not event.style:
@@ -395,6 +414,8 @@ class _Builder:
                 top.merge, top.merging, top.key = value, False, None
                 top.merge_end = len(entries)
             else:
+                if timestamp:
+                    self.timestamps.append((*top.path, top.key))
                 top.value[top.key] = value
                 top.key = None
 

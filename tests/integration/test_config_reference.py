@@ -111,6 +111,8 @@ INVALID = {
     "config-two-sources": (
         "services:\n  a: {image: x}\nconfigs:\n  c: {content: x, environment: V}\n"
     ),
+    "date-value": "services:\n  a:\n    image: x\n    labels: {since: 2024-01-31}\n",
+    "datetime-in-list": "services:\n  a:\n    image: x\n    command: [2024-01-31 10:00:00]\n",
     "negative-scale": "services:\n  a: {image: x, scale: '-1'}\n",
     "negative-replicas": "services:\n  a: {image: x, deploy: {replicas: -2}}\n",
     "dockerfile-and-inline": (
