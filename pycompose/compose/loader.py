@@ -131,11 +131,20 @@ def _parse(path: str, ctx: _Context) -> yamlsrc.Source:
     return yamlsrc.Source(documents[0].name, data, lines, stamps)
 
 
+def _value_at(data: Any, path: Path) -> Any:
+    for part in path:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
 def _reject_timestamps(source: yamlsrc.Source) -> None:
     """compose reads an unquoted date as a time, which no field accepts (x-* aside)."""
     errors = [
         ComposeError(
-            f"{source.data_at(path)!r} is read as a date/time, not a string: quote it",
+            f"{_value_at(source.data, path)!r} is read as a date/time, not a string: quote it",
             file=source.name,
             line=source.lines.get(path),
             path=path,

@@ -94,16 +94,6 @@ class Source:
     # docker compose's schema then rejects (outside x-* extensions). Kept as text here.
     timestamps: tuple[Path, ...] = ()
 
-    def data_at(self, path: Path) -> Any:
-        """The value at ``path`` in :attr:`data` (None when the path does not lead anywhere)."""
-        value: Any = self.data
-        for part in path:
-            try:
-                value = value[part]
-            except (KeyError, IndexError, TypeError):
-                return None
-        return value
-
 
 def parse_yaml(text: str | bytes, name: str) -> Source:
     """Parse a compose file that holds exactly one YAML document.
