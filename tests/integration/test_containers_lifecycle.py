@@ -178,6 +178,8 @@ def test_daemon_shutdown_stops_containers_and_always_comes_back(
 def test_commit_and_export(eng: EngineProcess, tmp_path: pathlib.Path) -> None:
     ok(eng, "run", "--name", "mod", "busybox", "sh", "-c",
        "echo hello > /greeting; rm /bin/vi; rm -r /etc; mkdir /etc; echo y > /etc/only")
+    diff = ok(eng, "diff", "mod").splitlines()
+    assert {"A /greeting", "D /bin/vi", "C /etc", "A /etc/only", "D /etc/passwd"} <= set(diff)
     image_id = ok(eng, "commit", "-c", 'CMD ["cat", "/greeting"]', "-c", "ENV A=1", "-m",
                   "my change", "mod", "mine:v1").strip()  # fmt: skip
     assert image_id.startswith("sha256:")

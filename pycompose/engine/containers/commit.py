@@ -205,3 +205,29 @@ def export_tar(rootfs: Path, out: IO[bytes]) -> None:
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
         for entry in sorted(os.listdir(rootfs)):
             tf.add(rootfs / entry, arcname=entry)  # sockets are skipped by tarfile
+
+
+def changes(upper: Path, lower: list[str]) -> list[dict[str, Any]]:
+    """``docker diff``: Kind 0 modified, 1 added, 2 deleted, from the overlay upper dir."""
+    out: list[dict[str, Any]] = []
+
+    def in_lower(rel: str) -> bool:
+        return any(os.path.lexists(os.path.join(d, rel)) for d in lower)
+
+    for dirpath, dirnames, filenames in os.walk(upper):
+        dirnames.sort()
+        rel_dir = os.path.relpath(dirpath, upper)
+        if rel_dir != "." and _opaque(dirpath):
+            # An opaque dir hides everything the layers had there: all of it is deleted.
+            hidden = {n for d in lower if os.path.isdir(os.path.join(d, rel_dir))
+                      for n in os.listdir(os.path.join(d, rel_dir))}  # fmt: skip
+            out += [{"Path": f"/{rel_dir}/{n}", "Kind": 2}
+                    for n in hidden - {*dirnames, *filenames}]  # fmt: skip
+        for name in [*dirnames, *sorted(filenames)]:
+            rel = name if rel_dir == "." else os.path.join(rel_dir, name)
+            if rel in ENGINE_MOUNT_POINTS:
+                continue
+            st = os.lstat(os.path.join(dirpath, name))
+            kind = 2 if _is_whiteout(st) else (0 if in_lower(rel) else 1)
+            out.append({"Path": "/" + rel, "Kind": kind})
+    return sorted(out, key=lambda c: str(c["Path"]))

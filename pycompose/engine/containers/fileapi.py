@@ -42,6 +42,7 @@ class FilesApi:
         """Add the routes to ``ctx.router``."""
         ctx.router.add("GET", "/containers/{id}/export", self.export)
         ctx.router.add("POST", "/commit", self.commit)
+        ctx.router.add("GET", "/containers/{id}/changes", self.changes)
         ctx.router.add("HEAD", "/containers/{id}/archive", self.archive_head)
         ctx.router.add("GET", "/containers/{id}/archive", self.archive_get)
         ctx.router.add("PUT", "/containers/{id}/archive", self.archive_put)
@@ -90,6 +91,14 @@ class FilesApi:
             self.mgr.publish(record, "export")
 
         return StreamResponse(body(), content_type="application/x-tar")
+
+    async def changes(self, req: Request) -> Response:
+        """``docker diff``: what the container changed in its image's filesystem."""
+        record = self.mgr.get(req.params["id"])
+        image = self.mgr.images.resolve(record.image_id)
+        lower = self.mgr.layers.rootfs_lowerdirs(list(image.layer_chain_ids))
+        found = await asyncio.to_thread(commit.changes, self.mgr.dir(record) / "upper", lower)
+        return json_response(found or None)
 
     async def commit(self, req: Request) -> Response:
         """``POST /commit?container=&repo=&tag=&comment=&author=&pause=&changes=``: 201."""
