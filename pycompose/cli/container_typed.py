@@ -54,6 +54,7 @@ _FIELDS: dict[tuple[str, ...], tuple[tuple[str, Any, bool], ...]] = {
         ("GlobalIPv6Address", "", _K), ("GlobalIPv6PrefixLen", 0, _K), ("IPAddress", "", _K),
         ("IPPrefixLen", 0, _K), ("IPv6Gateway", "", _K), ("MacAddress", "", _K),
         ("Networks", "map", _K)),
+    ("GraphDriver",): (("Data", "map", _K), ("Name", "", _K)),
     ("NetworkSettings", "Networks", "*"): (
         ("IPAMConfig", _NIL, _K), ("Links", "list", _K), ("Aliases", "list", _K),
         ("MacAddress", "", _K), ("DriverOpts", "map", _K), ("GwPriority", 0, _K),
@@ -68,7 +69,7 @@ _OMITTED: dict[tuple[str, ...], tuple[tuple[str, Any, str | None, bool], ...]] =
     ("HostConfig",): (("ConsoleSize", [0, 0], "VolumesFrom", _K),
                       ("Mounts", "list", None, _O), ("Init", _NIL, None, _O),
                       ("Tmpfs", "map", None, _O), ("StorageOpt", "map", None, _O),
-                      ("Sysctls", "map", None, _O), ("Runtime", "", None, _O),
+                      ("Sysctls", "map", None, _O), ("Runtime", "", "ShmSize", _O),
                       ("Annotations", "map", None, _O)),
 }
 # Fields older daemons send that docker 28's types no longer have: kept for templates,

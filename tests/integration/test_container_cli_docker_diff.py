@@ -1,5 +1,7 @@
-"""Our CLI and the real docker CLI side by side on the same isolated dockerd: for commands
-whose output does not depend on the moment, both must print the same bytes and exit alike."""
+"""Our CLI and the real docker CLI side by side on the same daemon (an isolated dockerd, and
+our own engine once its containers API exists): for commands whose output does not depend on
+the moment, both must print the same bytes and exit alike. On our engine this isolates the
+CLI: whatever the engine answers, both clients must render it the same way."""
 
 from __future__ import annotations
 
@@ -9,31 +11,78 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
-from tests.fixtures.dockerd import DockerDaemon, load_busybox, start_dockerd, stop_dockerd
+from tests.fixtures.dockerd import DOCKER, load_busybox, start_dockerd, stop_dockerd
+from tests.integration.test_container_cli import ENGINE_CONTAINERS, engine_has_containers
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def dockerd() -> Iterator[DockerDaemon]:
-    daemon = start_dockerd()
+class Daemon(Protocol):
+    """What the comparisons need: a socket and the docker CLI pointed at it."""
+
+    @property
+    def host(self) -> str: ...
+
+    def docker(self, *args: str, stdin: bytes | None = None,
+               check: bool = True) -> subprocess.CompletedProcess[bytes]: ...
+
+
+@dataclass
+class Engine:
+    """Our engine, driven by the docker CLI."""
+
+    host: str
+    config_dir: Path
+
+    def docker(self, *args: str, stdin: bytes | None = None,
+               check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        env = {**os.environ, "DOCKER_CONFIG": str(self.config_dir)}
+        return subprocess.run([DOCKER, "-H", self.host, *args], input=stdin,
+                              capture_output=True, env=env, timeout=120, check=check)
+
+
+def _populate(daemon: Daemon) -> None:
+    daemon.docker("run", "-d", "--name", "steady", "-l", "b=2", "-l", "a=<1>",
+                  "-e", "X=&y", "busybox", "sh", "-c",
+                  "echo out; echo err >&2; exec sleep 600")
+    daemon.docker("run", "--name", "gone", "busybox", "sh", "-c", "echo bye; exit 4",
+                  check=False)
+
+
+@pytest.fixture(scope="module", params=["dockerd", "engine"])
+def dockerd(request: pytest.FixtureRequest) -> Iterator[Daemon]:
+    """The daemon both CLIs talk to, with a running and an exited container."""
+    if request.param == "dockerd":
+        daemon = start_dockerd()
+        try:
+            load_busybox(daemon)
+            _populate(daemon)
+            yield daemon
+        finally:
+            stop_dockerd(daemon)
+        return
+    if not engine_has_containers():
+        pytest.skip(f"{ENGINE_CONTAINERS} does not exist yet: these tests turn on when it lands")
+    from tests.fixtures.engine import start_engine, stop_engine
+    from tests.integration.test_container_cli import _load_into_engine
+
+    engine = start_engine(components=())
     try:
-        load_busybox(daemon)
-        daemon.docker("run", "-d", "--name", "steady", "-l", "b=2", "-l", "a=<1>",
-                      "-e", "X=&y", "busybox", "sh", "-c",
-                      "echo out; echo err >&2; exec sleep 600")
-        daemon.docker("run", "--name", "gone", "busybox", "sh", "-c", "echo bye; exit 4",
-                      check=False)
-        yield daemon
+        _load_into_engine(engine)
+        wrapped = Engine(engine.host, engine.tmp / "docker-config")
+        _populate(wrapped)
+        yield wrapped
     finally:
-        stop_dockerd(daemon)
+        stop_engine(engine)
 
 
-def ours(daemon: DockerDaemon, *args: str) -> subprocess.CompletedProcess[bytes]:
+def ours(daemon: Daemon, *args: str) -> subprocess.CompletedProcess[bytes]:
     with tempfile.TemporaryDirectory(prefix="pcdiff-") as run_dir:
         env = {**os.environ, "PYCOMPOSE_HOST": daemon.host, "PYCOMPOSE_RUNTIME_DIR": run_dir,
                "PYTHONPATH": str(REPO)}
@@ -41,7 +90,7 @@ def ours(daemon: DockerDaemon, *args: str) -> subprocess.CompletedProcess[bytes]
                               capture_output=True, env=env, timeout=60)
 
 
-def same(daemon: DockerDaemon, *args: str, stderr: bool = True) -> bytes:
+def same(daemon: Daemon, *args: str, stderr: bool = True) -> bytes:
     """Run both CLIs (retrying when a second boundary made times differ); compare."""
     for _ in range(3):
         theirs = daemon.docker(*args, check=False)
@@ -66,7 +115,7 @@ def same(daemon: DockerDaemon, *args: str, stderr: bool = True) -> bytes:
     ("ps", "-a", "--format", "{{json .}}"),
     ("container", "ls", "-s"),
 ])
-def test_listing_matches_docker(dockerd: DockerDaemon, args: tuple[str, ...]) -> None:
+def test_listing_matches_docker(dockerd: Daemon, args: tuple[str, ...]) -> None:
     same(dockerd, *args)
 
 
@@ -85,7 +134,7 @@ def test_listing_matches_docker(dockerd: DockerDaemon, args: tuple[str, ...]) ->
     ("inspect", "--format", "{{.Config.Image}}", "busybox"),
     ("inspect", "nope"), ("container", "inspect", "nope"),
 ])
-def test_inspect_matches_docker(dockerd: DockerDaemon, args: tuple[str, ...]) -> None:
+def test_inspect_matches_docker(dockerd: Daemon, args: tuple[str, ...]) -> None:
     same(dockerd, *args)
 
 
@@ -96,12 +145,12 @@ def test_inspect_matches_docker(dockerd: DockerDaemon, args: tuple[str, ...]) ->
     ("top", "steady", "-o", "pid,comm"), ("wait", "gone"), ("logs", "nope"),
     ("stop", "nope"), ("rm", "nope"), ("kill", "gone"), ("pause", "nope"),
 ])
-def test_other_commands_match_docker(dockerd: DockerDaemon, args: tuple[str, ...]) -> None:
+def test_other_commands_match_docker(dockerd: Daemon, args: tuple[str, ...]) -> None:
     same(dockerd, *args)
 
 
 @pytest.mark.root
-def test_exit_codes_match_docker(dockerd: DockerDaemon) -> None:
+def test_exit_codes_match_docker(dockerd: Daemon) -> None:
     for args in (("run", "--rm", "busybox", "sh", "-c", "exit 42"),
                  ("run", "--rm", "busybox", "nosuchcmd"),
                  ("run", "--rm", "busybox", "/etc"),
@@ -121,7 +170,7 @@ def test_exit_codes_match_docker(dockerd: DockerDaemon) -> None:
     "{{range .Config.Entrypoint}}x{{else}}none{{end}}",
     "{{.NetworkSettings.Networks.bridge.Aliases}} {{.HostConfig.RestartPolicy}}",
 ])
-def test_typed_inspect_values_match_docker(dockerd: DockerDaemon, fmt: str) -> None:
+def test_typed_inspect_values_match_docker(dockerd: Daemon, fmt: str) -> None:
     """docker formats inspect against typed structs: nil slices [], structs {...}, errors."""
     theirs = dockerd.docker("inspect", "-f", fmt, "steady", check=False)
     mine = ours(dockerd, "inspect", "-f", fmt, "steady")
@@ -132,7 +181,7 @@ def test_typed_inspect_values_match_docker(dockerd: DockerDaemon, fmt: str) -> N
 
 
 @pytest.mark.root
-def test_closed_pipe_ends_quietly_like_docker(dockerd: DockerDaemon) -> None:
+def test_closed_pipe_ends_quietly_like_docker(dockerd: Daemon) -> None:
     dockerd.docker("run", "--name", "chatty", "busybox", "seq", "1", "200000")
     with tempfile.TemporaryDirectory(prefix="pcdiff-") as run_dir:
         env = {**os.environ, "PYCOMPOSE_HOST": dockerd.host, "PYCOMPOSE_RUNTIME_DIR": run_dir,
@@ -160,7 +209,7 @@ def _tree(root: Path) -> list[tuple[str, str, str]]:
     ("box:/data/dir/.", "existing", "dir"), ("box:/data/file", "existing", "dir"),
     ("box:/data/file", "renamed.txt", ""), ("box:/data/file", "existing", "file"),
 ])
-def test_cp_out_matches_docker(dockerd: DockerDaemon, tmp_path: Path, src: str, dest: str,
+def test_cp_out_matches_docker(dockerd: Daemon, tmp_path: Path, src: str, dest: str,
                                prepare: str) -> None:
     if dockerd.docker("inspect", "box", check=False).returncode != 0:
         dockerd.docker("run", "-d", "--name", "box", "busybox", "sh", "-c",
@@ -188,7 +237,7 @@ def test_cp_out_matches_docker(dockerd: DockerDaemon, tmp_path: Path, src: str, 
     ("dir", "/in/existing"), ("dir", "/in/fresh"), ("dir/.", "/in/existing"),
     ("file", "/in/existing"), ("file", "/in/newname"), ("file", "/in/afile"),
 ])
-def test_cp_in_matches_docker(dockerd: DockerDaemon, tmp_path: Path, src: str,
+def test_cp_in_matches_docker(dockerd: Daemon, tmp_path: Path, src: str,
                               dest: str) -> None:
     (tmp_path / "dir" / "sub").mkdir(parents=True)
     (tmp_path / "dir" / "sub" / "x").write_text("x\n")
