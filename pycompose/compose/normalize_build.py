@@ -93,6 +93,9 @@ def normalize_build(
         "no_cache": to_bool,
         "pull": to_bool,
         "privileged": to_bool,
+        # Attestation settings are strings in compose's model: `provenance: true` is "true".
+        "provenance": to_str,
+        "sbom": to_str,
     })
     return omit_empty(out)
 

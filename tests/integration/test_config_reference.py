@@ -113,6 +113,9 @@ INVALID = {
     ),
     "date-value": "services:\n  a:\n    image: x\n    labels: {since: 2024-01-31}\n",
     "datetime-in-list": "services:\n  a:\n    image: x\n    command: [2024-01-31 10:00:00]\n",
+    "duplicate-security-opt": "services:\n  a: {image: x, security_opt: [a, a]}\n",
+    "duplicate-depends-on": "services:\n  a: {image: x, depends_on: [b, b]}\n  b: {image: x}\n",
+    "duplicate-extra-hosts": "services:\n  a: {image: x, extra_hosts: [h=1.1.1.1, h=1.1.1.1]}\n",
     "negative-scale": "services:\n  a: {image: x, scale: '-1'}\n",
     "negative-replicas": "services:\n  a: {image: x, deploy: {replicas: -2}}\n",
     "dockerfile-and-inline": (
