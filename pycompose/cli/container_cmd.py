@@ -24,18 +24,17 @@ from pycompose.cli.container_run import attach, create, exec_, run, start
 if TYPE_CHECKING:
     from pycompose.engine.client import EngineClient
 
-_DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+$")
-_DURATION_PART_RE = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
 
 
 def api_timestamp(value: str, now: float | None = None) -> str:
     """``--since``/``--until`` as the API's ``seconds.nanoseconds``: a Go duration back from
     now (``10m``, ``1h30m``), an RFC 3339 date or time, or Unix seconds."""
+    from pycompose.cli.container_parse import go_duration
+
     now = time.time() if now is None else now
     text = value.strip()
-    if _DURATION_RE.match(text):
-        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART_RE.findall(text))
+    seconds = go_duration(text) if text != "0" else None
+    if seconds is not None:
         ts = now - seconds
     elif re.fullmatch(r"\d+(\.\d+)?", text):
         return text if "." in text else f"{text}.000000000"

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from pycompose.cli.container_base import CliError, daemon_message, engine_command
-from pycompose.cli.container_opts import CreateRequest, OptionError, RunOptions, create_request
+from pycompose.cli.container_opts import CreateRequest, RunOptions, create_request
+from pycompose.cli.container_parse import OptionError
 from pycompose.engine.errors import EngineError, NotFound
 
 if TYPE_CHECKING:
@@ -165,10 +166,11 @@ def pump(conn: HijackedConnection, *, stdin: bool, on_resize: Callable[[int, int
 
 
 def attach_and_start(client: EngineClient, cid: str, *, tty: bool, stdin: bool, condition: str,
-                     sig_proxy: bool, start: bool = True) -> int:
+                     sig_proxy: bool, start: bool = True, detach_keys: str | None = None) -> int:
     """Attach, register the wait, start, stream until the end, and return the exit status."""
     conn = client.hijack(f"/containers/{cid}/attach",
-                         query={"stream": True, "stdin": stdin, "stdout": True, "stderr": True},
+                         query={"stream": True, "stdin": stdin, "stdout": True, "stderr": True,
+                                "detachKeys": detach_keys or None},
                          tty=tty)
     with conn:
         waiter = open_wait(client, cid, condition)
@@ -249,6 +251,21 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--platform", help="Set platform if server is multi-platform capable."),
         click.option("--pull", default="missing", help='Pull image before running '
                      '("always", "missing", "never").'),
+        click.option("--expose", multiple=True, help="Expose a port or a range of ports."),
+        click.option("--label-file", multiple=True, help="Read in a file of labels."),
+        click.option("--dns-search", multiple=True, help="Set custom DNS search domains."),
+        click.option("--dns-option", multiple=True, help="Set DNS options."),
+        click.option("--group-add", multiple=True, help="Add additional groups to join."),
+        click.option("--sysctl", multiple=True, help="Sysctl options (key=value)."),
+        click.option("--volumes-from", multiple=True, help="Mount volumes from a container."),
+        click.option("--log-driver", default="", help="Logging driver for the container."),
+        click.option("--log-opt", multiple=True, help="Log driver options (key=value)."),
+        click.option("--health-cmd", help="Command to run to check health."),
+        click.option("--health-interval", help="Time between running the check (e.g. 30s)."),
+        click.option("--health-timeout", help="Maximum time to allow one check to run."),
+        click.option("--health-start-period", help="Start period before counting retries."),
+        click.option("--health-retries", type=int, help="Failures needed to report unhealthy."),
+        click.option("--no-healthcheck", is_flag=True, help="Disable any HEALTHCHECK."),
     ]
     for opt in reversed(opts):
         func = opt(func)
@@ -276,7 +293,9 @@ def _options(kwargs: dict[str, Any], detach: bool) -> RunOptions:
 @run_options
 @click.option("-d", "--detach", is_flag=True, help="Run in background and print its ID.")
 @click.option("--sig-proxy/--no-sig-proxy", default=True, help="Proxy received signals.")
-def run(client: EngineClient, detach: bool, sig_proxy: bool, **kwargs: Any) -> None:
+@click.option("--detach-keys", default=None, help="Key sequence for detaching (ctrl-p,ctrl-q).")
+def run(client: EngineClient, detach: bool, sig_proxy: bool, detach_keys: str | None,
+        **kwargs: Any) -> None:
     """Create and run a new container from an image."""
     opts = _options(kwargs, detach)
     if not detach:
@@ -292,7 +311,7 @@ def run(client: EngineClient, detach: bool, sig_proxy: bool, **kwargs: Any) -> N
         return
     code = attach_and_start(client, cid, tty=opts.tty, stdin=opts.interactive,
                             condition="removed" if opts.rm else "next-exit",
-                            sig_proxy=sig_proxy)
+                            sig_proxy=sig_proxy, detach_keys=detach_keys)
     raise click.exceptions.Exit(code)
 
 
@@ -340,7 +359,9 @@ def start(client: EngineClient, containers: tuple[str, ...], attach: bool,
 @click.argument("container")
 @click.option("--no-stdin", is_flag=True, help="Do not attach STDIN.")
 @click.option("--sig-proxy/--no-sig-proxy", default=True, help="Proxy received signals.")
-def attach(client: EngineClient, container: str, no_stdin: bool, sig_proxy: bool) -> None:
+@click.option("--detach-keys", default=None, help="Key sequence for detaching (ctrl-p,ctrl-q).")
+def attach(client: EngineClient, container: str, no_stdin: bool, sig_proxy: bool,
+           detach_keys: str | None) -> None:
     """Attach the terminal to a running container's input and output."""
     info = client.get(f"/containers/{container}/json")
     state = info.get("State") or {}
@@ -353,7 +374,7 @@ def attach(client: EngineClient, container: str, no_stdin: bool, sig_proxy: bool
     stdin = not no_stdin and bool(config.get("OpenStdin"))
     check_tty(tty, stdin)
     code = attach_and_start(client, info["Id"], tty=tty, stdin=stdin, condition="not-running",
-                            sig_proxy=sig_proxy, start=False)
+                            sig_proxy=sig_proxy, start=False, detach_keys=detach_keys)
     raise click.exceptions.Exit(code)
 
 
@@ -369,11 +390,12 @@ def attach(client: EngineClient, container: str, no_stdin: bool, sig_proxy: bool
 @click.option("-u", "--user", default="", help="Username or UID.")
 @click.option("-w", "--workdir", default="", help="Working directory inside the container.")
 @click.option("--privileged", is_flag=True, help="Give extended privileges to the command.")
+@click.option("--detach-keys", default="", help="Key sequence for detaching (ctrl-p,ctrl-q).")
 def exec_(client: EngineClient, container: str, command: tuple[str, ...], detach: bool,
           interactive: bool, tty: bool, env: tuple[str, ...], env_file: tuple[str, ...],
-          user: str, workdir: str, privileged: bool) -> None:
+          user: str, workdir: str, privileged: bool, detach_keys: str) -> None:
     """Execute a command in a running container."""
-    from pycompose.cli.container_opts import parse_env, parse_env_file
+    from pycompose.cli.container_parse import parse_env, parse_env_file
 
     if not detach:
         check_tty(tty, interactive)
@@ -385,8 +407,8 @@ def exec_(client: EngineClient, container: str, command: tuple[str, ...], detach
     body: dict[str, Any] = {
         "User": user, "Privileged": privileged, "Tty": tty,
         "AttachStdin": interactive and not detach, "AttachStderr": not detach,
-        "AttachStdout": not detach, "Detach": detach, "DetachKeys": "", "Env": envs or None,
-        "WorkingDir": workdir, "Cmd": list(command),
+        "AttachStdout": not detach, "Detach": detach, "DetachKeys": detach_keys,
+        "Env": envs or None, "WorkingDir": workdir, "Cmd": list(command),
     }
     if tty:
         body["ConsoleSize"] = list(terminal_size())

@@ -23,10 +23,9 @@ import pytest
 
 from pycompose.cli.container_cmd import api_timestamp
 from pycompose.cli.container_files import split_repo_tag, split_target
-from pycompose.cli.container_opts import (
+from pycompose.cli.container_opts import RunOptions, create_request
+from pycompose.cli.container_parse import (
     OptionError,
-    RunOptions,
-    create_request,
     nano_cpus,
     parse_add_host,
     parse_env,
@@ -455,3 +454,42 @@ def test_bad_run_flags_exit_125_in_one_line(fake: FakeEngine) -> None:
         lines = result.stderr.decode().splitlines()
         assert result.returncode == 125 and len(lines) == 1, (args, lines)
     assert fake.paths() == []  # nothing was sent
+
+
+def test_more_run_flags(tmp_path: Path) -> None:
+    labels = tmp_path / "labels"
+    labels.write_text("# c\nfrom.file=1\nbare\n")
+    opts = RunOptions(
+        image="b", expose=("80", "9000-9001/udp"), label_file=(str(labels),), label=("x=y",),
+        dns_search=("example.org",), dns_option=("ndots:2",), group_add=("audio",),
+        sysctl=("net.core.somaxconn=1024",), volumes_from=("other:ro",), log_driver="none",
+        log_opt=("max-size=1m",), health_cmd="true", health_interval="1m30s",
+        health_timeout="500ms", health_retries=3, environ={})
+    body = create_request(opts).body
+    host = body["HostConfig"]
+    assert body["ExposedPorts"] == {"80/tcp": {}, "9000/udp": {}, "9001/udp": {}}
+    assert body["Labels"] == {"from.file": "1", "bare": "", "x": "y"}
+    assert (host["DnsSearch"], host["DnsOptions"], host["GroupAdd"]) == (
+        ["example.org"], ["ndots:2"], ["audio"])
+    assert host["Sysctls"] == {"net.core.somaxconn": "1024"}
+    assert host["VolumesFrom"] == ["other:ro"]
+    assert host["LogConfig"] == {"Type": "none", "Config": {"max-size": "1m"}}
+    assert body["Healthcheck"] == {"Test": ["CMD-SHELL", "true"], "Interval": 90_000_000_000,
+                                   "Timeout": 500_000_000, "StartPeriod": 0, "Retries": 3}
+    body = create_request(RunOptions(image="b", no_healthcheck=True, environ={})).body
+    assert body["Healthcheck"] == {"Test": ["NONE"]}
+    for bad in (RunOptions(image="b", no_healthcheck=True, health_cmd="x", environ={}),
+                RunOptions(image="b", health_interval="soon", environ={}),
+                RunOptions(image="b", sysctl=("novalue",), environ={}),
+                RunOptions(image="b", expose=("http",), environ={})):
+        with pytest.raises(OptionError):
+            create_request(bad)
+
+
+def test_detach_keys_reach_the_engine(fake: FakeEngine) -> None:
+    fake.answers[("POST", "/containers/create")] = lambda body: (201, {"Id": CID})
+    fake.answers[("POST", f"/containers/{CID}/wait")] = lambda body: (200, {"StatusCode": 0})
+    result = pc(fake, "run", "--detach-keys", "ctrl-x,x", "busybox")
+    assert result.returncode == 0, result.stderr
+    attach = next(c for c in fake.calls if c[1].endswith("/attach"))
+    assert attach[2]["detachKeys"] == ["ctrl-x,x"]
