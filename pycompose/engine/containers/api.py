@@ -33,6 +33,7 @@ from pycompose.engine.containers.bundle import parse_signal
 from pycompose.engine.containers.execs import ExecService
 from pycompose.engine.containers.fileapi import FilesApi
 from pycompose.engine.containers.manager import ContainerManager
+from pycompose.engine.containers.networking import setup_networking
 from pycompose.engine.containers.record import ZERO_TIME, ContainerRecord
 from pycompose.engine.containers.recovery import recover
 from pycompose.engine.containers.runner import Runner
@@ -54,6 +55,7 @@ async def setup(ctx: EngineContext) -> None:
                     os.environ.get("PYCOMPOSE_OCI_RUNTIME") or None)  # fmt: skip
     mgr.runner = runner
     runner.begin_probe()
+    await setup_networking(ctx, mgr, runner)  # before mgr.close is registered: DNS closes last
     ctx.services["containers"] = mgr
     ctx.containers = mgr
     ctx.system.add_info_provider(mgr.info)

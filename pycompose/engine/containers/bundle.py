@@ -195,6 +195,8 @@ class RuntimeContext:
     etc_files: Mapping[str, Path]
     ns_path: Callable[[str, str], str]
     """``ns_path(container_ref, kind)`` -> ``/proc/<pid>/ns/<kind>`` of a running container."""
+    netns: str = ""
+    """The namespace file the networking wiring made for a bridge-like mode ("" : none)."""
 
 
 def _ns_mode(mode: str, kind: str, rc: RuntimeContext) -> str:
@@ -213,7 +215,9 @@ def network_namespace(mode: str, rc: RuntimeContext) -> str:
         return "host"
     if mode.startswith("container:"):
         return rc.ns_path(mode.partition(":")[2], "net")
-    return ""  # none, default, bridge: see the module docstring
+    if mode != "none" and rc.netns:
+        return rc.netns  # bridge-like modes, wired by the networks component
+    return ""  # none, or no networks component: a private netns with only lo
 
 
 def spec_params(

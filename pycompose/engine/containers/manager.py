@@ -137,6 +137,8 @@ class ContainerManager:
         if not args:
             raise InvalidArgument("No command specified")
         self._check_host_config(host)
+        if self.runner is not None and self.runner.network is not None:
+            warnings += self.runner.network.check_create(config, host, networking)
         cid = self.store.new_id()
         name = self.store.claim_name(name)
         if not config.get("Hostname"):

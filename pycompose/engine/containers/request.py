@@ -58,7 +58,7 @@ CONFIG_FIELDS: dict[str, object] = {
     "OnBuild": _empty,
     "Volumes": _empty,
     "Healthcheck": lambda v: _empty(v) or (v.get("Test") in (None, [], ["NONE"])),
-    "MacAddress": _empty,
+    "MacAddress": SUPPORTED,
     "HostConfig": SUPPORTED,
     "NetworkingConfig": SUPPORTED,
 }
@@ -110,9 +110,9 @@ HOST_CONFIG_FIELDS: dict[str, object] = {
     "UsernsMode": _one_of(None, "", "host"),
     "VolumeDriver": _one_of(None, "", "local"),
     "VolumesFrom": _empty,
-    "PortBindings": _empty,
-    "PublishAllPorts": _empty,
-    "Links": _empty,
+    "PortBindings": SUPPORTED,
+    "PublishAllPorts": SUPPORTED,
+    "Links": SUPPORTED,
     "Cgroup": _empty,
     "CgroupParent": _empty,
     "BlkioWeight": _empty,
@@ -192,12 +192,12 @@ def _check_network_mode(mode: Any, networking: Mapping[str, Any]) -> str:
     if not isinstance(mode, str):
         raise InvalidArgument("HostConfig.NetworkMode must be a string")
     endpoints = (networking.get("EndpointsConfig") or {}) if networking else {}
-    for net in endpoints:
-        if net not in (mode, "none", "host", "bridge", "default"):
-            raise InvalidArgument(f"network {net} not found")
-    if mode in ("default", "bridge", "none", "host") or mode.startswith("container:"):
-        return mode
-    raise InvalidArgument(f"network {mode} not found")
+    if not isinstance(endpoints, dict):
+        raise InvalidArgument("NetworkingConfig.EndpointsConfig must be an object")
+    if mode.startswith("container:") and not mode.partition(":")[2]:
+        raise InvalidArgument("invalid network mode container: (no container named)")
+    # User networks (any other name) must exist: the networks wiring checks them at create.
+    return mode
 
 
 def validate_create(body: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:

@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,6 +42,7 @@ from pycompose.storage.overlay import mount_rootfs, unmount_rootfs
 
 if TYPE_CHECKING:
     from pycompose.engine.containers.manager import ContainerManager, Live
+    from pycompose.engine.containers.networking import ContainerNetworking, Wired
 
 log = logging.getLogger("pycompose.engine.containers")
 
@@ -61,6 +63,8 @@ class Runner:
         self._runtime: asyncio.Task[tuple[OciRuntime, HostCgroups]] | None = None
         self._backoff: dict[str, float] = {}
         self.runtime_name = ""
+        self.network: ContainerNetworking | None = None
+        """Set by the networking wiring: namespaces, ports and DNS around each run."""
 
     # -- runtime --------------------------------------------------------------------------
 
@@ -106,7 +110,9 @@ class Runner:
         runtime, host = await self.runtime()
         directory = self.mgr.dir(record)
         try:
-            mon_config = await asyncio.to_thread(self._prepare, record, directory, runtime, host)
+            wired = await self.network.before_start(record) if self.network else None
+            mon_config = await asyncio.to_thread(self._prepare, record, directory, runtime, host,
+                                                 wired)  # fmt: skip
             running = await monitor.start_container(mon_config)
         except EngineError as err:
             await self._start_failed(record, directory, err)
@@ -128,14 +134,18 @@ class Runner:
             self.mgr.background(resize_after_start(live, record))
 
     def _prepare(self, record: ContainerRecord, directory: Path, runtime: OciRuntime,
-                 host: HostCgroups) -> monitor.MonitorConfig:  # fmt: skip
+                 host: HostCgroups,
+                 wired: Wired | None = None) -> monitor.MonitorConfig:  # fmt: skip
         """Blocking part of start: rootfs mount, /etc files, config.json (in a thread)."""
         image = self.mgr.images.resolve(record.image_id)
         lower = self.mgr.layers.rootfs_lowerdirs(list(image.layer_chain_ids))
         dirs = mount_rootfs(self.mgr.mounter, lower, directory)
-        etc = write_etc_files(directory, etc_params(record.config, record.host_config,
-                                                    read_host_files()))  # fmt: skip
-        rc = RuntimeContext(dirs.merged, host, etc, self._ns_path)
+        params = etc_params(record.config, record.host_config, read_host_files())
+        if wired is not None:
+            params = replace(params, **wired.etc)
+        etc = write_etc_files(directory, params)
+        rc = RuntimeContext(dirs.merged, host, etc, self._ns_path,
+                            netns=wired.netns_path if wired is not None else "")  # fmt: skip
         warnings: list[str] = []
         spec = build_spec(spec_params(record.id, record.config, record.host_config, rc), warnings)
         tmp = directory / "config.json.tmp"
@@ -162,6 +172,8 @@ class Runner:
                             err: BaseException) -> None:  # fmt: skip
         with contextlib.suppress(Exception):
             await asyncio.to_thread(unmount_rootfs, self.mgr.mounter, directory)
+        if self.network is not None:
+            await self.network.after_exit(record)
         text = str(err)
         record.state.error = text
         record.state.exit_code = 127 if "not found" in text or "no such file" in text else 128
@@ -184,6 +196,8 @@ class Runner:
         live.started.clear()
         with contextlib.suppress(Exception):
             await asyncio.to_thread(unmount_rootfs, self.mgr.mounter, self.mgr.dir(record))
+        if self.network is not None:
+            await self.network.after_exit(record)
         state = record.state
         ran_for = time.time() - (live.start_ns / 1e9 if live.start_ns else time.time())
         state.status = "exited"

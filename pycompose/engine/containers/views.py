@@ -168,6 +168,18 @@ def _network_of(record: ContainerRecord) -> str:
     return "bridge" if mode == "default" else mode
 
 
+def _published(record: ContainerRecord, value: str) -> bool:
+    # Docker's publish filter: "8080", "8080/tcp" or a range, matched on the host port.
+    port, _, proto = value.partition("/")
+    low, _, high = port.partition("-")
+    for p in record.network_settings.get("PortSummary") or []:
+        if proto and p.get("Type") != proto:
+            continue
+        if low.isdigit() and int(low) <= int(p.get("PublicPort") or 0) <= int(high or low):
+            return True
+    return False
+
+
 def _health(record: ContainerRecord, value: str) -> bool:
     if value not in ("starting", "healthy", "unhealthy", "none"):
         raise InvalidArgument(f"Unrecognised filter value for health: {value}")
@@ -185,7 +197,7 @@ _SIMPLE: dict[str, Any] = {
     "volume": _volume,
     "expose": lambda r, v: v in (r.config.get("ExposedPorts") or {})
     or f"{v}/tcp" in (r.config.get("ExposedPorts") or {}),
-    "publish": lambda r, v: False,  # no ports are published until the networks issue lands
+    "publish": lambda r, v: _published(r, v),
     "is-task": lambda r, v: v == "false",
     "isolation": lambda r, v: v in ("default", ""),
 }
