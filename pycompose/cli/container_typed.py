@@ -135,7 +135,8 @@ def typed(value: Any, path: tuple[str, ...] = ()) -> Any:
     if _matches(path, _MAPS):
         return {k: typed(v, (*path, k)) for k, v in value.items()}
     out = GoStruct()
-    for name, zero, omitempty in _lookup(_FIELDS, path):
+    fields = _lookup(_FIELDS, path)
+    for name, zero, omitempty in fields:
         if name in value:
             out[name] = typed(value[name], (*path, name))
         else:
@@ -145,6 +146,8 @@ def typed(value: Any, path: tuple[str, ...] = ()) -> Any:
     for key, item in value.items():
         if key not in out:
             out[key] = typed(item, (*path, key))
+            if fields:  # not a field of docker's type: templates see it, JSON does not
+                out.absent.add(key)
     out.absent |= _GONE.get(path, frozenset())
     for key, zero, after, omitempty in _OMITTED.get(path, ()):
         if key not in out:

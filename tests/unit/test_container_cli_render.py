@@ -221,3 +221,13 @@ def test_typed_container_view() -> None:
     with pytest.raises(TemplateError, match='map has no entry for key "Nope"'):
         run("{{.Config.Nope}}")
     assert render_inspect([raw], "{{.Name}}") == raw["Name"]
+
+
+def test_typed_view_hides_fields_docker_types_lack() -> None:
+    from pycompose.cli.container_typed import typed
+
+    doc = typed({"State": {"Status": "running", "Extra": 1}, "HostConfig": {},
+                 "NetworkSettings": {"Networks": {}, "PortSummary": []}})
+    assert Template("{{.State.Extra}} {{.NetworkSettings.PortSummary}}").render(doc) == "1 []"
+    assert "Extra" not in Template("{{json .State}}").render(doc)
+    assert "PortSummary" not in Template("{{json .NetworkSettings}}").render(doc)
