@@ -178,13 +178,6 @@ def _load_file(
     from pycompose.compose import validate
 
     validate.validate(_strip_for_validation(data), file=source.name, lines=source.lines)
-    if "include" in data:
-        data = include.apply_include(
-            data,
-            file=source.name,
-            project_dir=project_dir,
-            load_project=lambda files, pdir, envs: _load_included(files, pdir, envs, ctx, path),
-        )
 
     def load_other(other: str) -> dict[str, Any]:
         loaded = _load_file(other, os.path.dirname(other), ctx, environment)
@@ -192,8 +185,17 @@ def _load_file(
         assert isinstance(resolved, dict)
         return resolved
 
+    # As in compose, a file's own extends are resolved before its includes are merged in:
+    # `extends: x` cannot name a service that only an included file defines.
     if any(isinstance(s, dict) and "extends" in s for s in (data.get("services") or {}).values()):
         data = extends.apply_extends(data, file=source.name, load_file=load_other)
+    if "include" in data:
+        data = include.apply_include(
+            data,
+            file=source.name,
+            project_dir=project_dir,
+            load_project=lambda files, pdir, envs: _load_included(files, pdir, envs, ctx, path),
+        )
     return data
 
 

@@ -335,3 +335,16 @@ def test_environment_listing(env: dict[str, str], tmp_path: Path) -> None:
     )
     assert mine.returncode == theirs.returncode == 0, mine.stderr
     assert sorted(mine.stdout.splitlines()) == sorted(theirs.stdout.splitlines())
+
+
+def test_extends_is_resolved_before_include(tmp_path: Path) -> None:
+    """A file's ``extends: x`` cannot name a service only its include defines (both reject)."""
+    (tmp_path / "lib.yaml").write_text("services:\n  base:\n    image: busybox\n")
+    (tmp_path / "compose.yaml").write_text(
+        "include: [lib.yaml]\nservices:\n  app:\n    extends: base\n"
+    )
+    theirs = reference(["config", "-q"], tmp_path)
+    mine = ours(["config", "-q"], tmp_path)
+    assert theirs.returncode != 0
+    assert mine.returncode == 1 and "Traceback" not in mine.stderr
+    assert "base" in mine.stderr
