@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import tarfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -87,8 +87,8 @@ def test_entrypoint_and_cmd_rules() -> None:
     c = {}
     bundle.merge_image_config(c, image)
     assert bundle.command_of(c) == ["/init", "serve"]
-    warnings = bundle.merge_image_config({}, {"config": {"Volumes": {"/data": {}}}})
-    assert "/data" in warnings[0]
+    # Image volumes are storage's business now (anonymous volumes): no warning.
+    assert bundle.merge_image_config({}, {"config": {"Volumes": {"/data": {}}}}) == []
     warnings = bundle.merge_image_config({}, {"config": {"Healthcheck": {"Test": ["CMD", "x"]}}})
     assert "health check" in warnings[0]
     assert bundle.merge_image_config({}, {"config": {"Healthcheck": {"Test": ["NONE"]}}}) == []
@@ -100,7 +100,8 @@ def test_create_errors(mgr: ContainerManager) -> None:
     with pytest.raises(InvalidArgument, match="unknown log opt 'tag'"):
         mgr.create({"Image": "busybox", "HostConfig": {"LogConfig": {"Config": {"tag": "x"}}}},
                    None)  # fmt: skip
-    with pytest.raises(InvalidArgument, match="named volumes"):
+    # This manager has no storage component: mounts are refused, not dropped.
+    with pytest.raises(InvalidArgument, match=r"HostConfig\.Binds: .* without its storage"):
         mgr.create({"Image": "busybox", "HostConfig": {"Binds": ["vol:/data"]}}, None)
     with pytest.raises(InvalidArgument, match="ExtraHosts"):
         mgr.create({"Image": "busybox", "HostConfig": {"ExtraHosts": ["nocolon"]}}, None)
@@ -173,18 +174,7 @@ def test_signals_timeouts_and_binds() -> None:
             bundle.parse_signal(bad)
     assert bundle.stop_timeout({}) == 10 and bundle.stop_timeout({"StopTimeout": 3}) == 3
     assert bundle.stop_timeout({"StopTimeout": 3}, 0) == 0
-    mounts = bundle.user_mounts({"Binds": ["/src:/dst:ro,rshared"], "Tmpfs": {"/t": "size=1m"},
-                                 "Mounts": [{"Type": "tmpfs", "Target": "/m",
-                                             "TmpfsOptions": {"SizeBytes": 1024}}]})  # fmt: skip
-    assert [(m.type, m.target, m.read_only) for m in mounts] == [
-        ("bind", "/dst", True), ("tmpfs", "/m", False), ("tmpfs", "/t", False)]
-    assert mounts[0].propagation == "rshared" and mounts[1].options == ("size=1024",)
-    with pytest.raises(InvalidArgument, match="named volumes"):
-        bundle.user_mounts({"Binds": ["data:/data"]})
-    with pytest.raises(InvalidArgument, match="invalid mode: xx"):
-        bundle.user_mounts({"Binds": ["/a:/b:xx"]})
-    with pytest.raises(InvalidArgument, match="type 'volume'"):
-        bundle.user_mounts({"Mounts": [{"Type": "volume", "Target": "/v"}]})
+    # Binds, Mounts and Tmpfs are parsed by storage (tests/unit/test_storage_mounts.py).
 
 
 def test_spec_params_namespaces(tmp_path: Path) -> None:
@@ -200,7 +190,9 @@ def test_spec_params_namespaces(tmp_path: Path) -> None:
     assert (p.network, p.ipc) == ("/proc/42/ns/net", "/proc/42/ns/ipc")
     p = bundle.spec_params("c" * 64, config, {"NetworkMode": "host", "PidMode": "host"}, rc)
     assert (p.network, p.pid, p.hostname) == ("host", "host", "")
-    p = bundle.spec_params("c" * 64, config, {"Binds": ["/x:/etc/hosts"]}, rc)
+    # The staged user mounts come with the runtime context; one over /etc/hosts wins.
+    staged = replace(rc, mounts=(bundle.MountSpec("bind", "/etc/hosts", "/x"),))
+    p = bundle.spec_params("c" * 64, config, {}, staged)
     assert [(m.target, m.source) for m in p.mounts] == [("/etc/hosts", "/x")]
 
 

@@ -8,8 +8,8 @@ runtime is probed in the background (``PYCOMPOSE_OCI_RUNTIME`` names one to insi
 
 Networking until the networks issue lands: ``NetworkMode`` ``default``/``bridge`` gives a
 private network namespace with only ``lo``, exactly what dockerd does with
-``--bridge=none``; ``none``, ``host`` and ``container:<id>`` are Docker's. Anonymous volumes
-do not exist yet, so ``DELETE ?v=1`` is accepted and has nothing to remove.
+``--bridge=none``; ``none``, ``host`` and ``container:<id>`` are Docker's. Mounts, volumes,
+secrets and configs go through :mod:`pycompose.engine.containers.storage_wiring`.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from pycompose.engine.containers.networking import setup_networking
 from pycompose.engine.containers.record import ZERO_TIME, ContainerRecord
 from pycompose.engine.containers.recovery import recover
 from pycompose.engine.containers.runner import Runner
+from pycompose.engine.containers.storage_wiring import StorageWiring
 from pycompose.engine.containers.top import top
 from pycompose.engine.errors import Conflict, InvalidArgument
 from pycompose.engine.runtime.cgroups import cgroups_path
@@ -54,6 +55,7 @@ async def setup(ctx: EngineContext) -> None:
     runner = Runner(mgr, ctx.config.runtime_dir / "runc", ctx.config.root,
                     os.environ.get("PYCOMPOSE_OCI_RUNTIME") or None)  # fmt: skip
     mgr.runner = runner
+    mgr.storage = StorageWiring(ctx.services.get("volumes"), ctx.services.get("mounts"))
     runner.begin_probe()
     await setup_networking(ctx, mgr, runner)  # before mgr.close is registered: DNS closes last
     ctx.services["containers"] = mgr
@@ -167,11 +169,11 @@ class ContainersApi:
         return StreamResponse(body())
 
     async def delete(self, req: Request) -> Response:
-        """``?force`` kills first; ``?v`` has no anonymous volumes to remove yet."""
+        """``?force`` kills first; ``?v`` removes the container's anonymous volumes too."""
         record = self.mgr.get(req.params["id"])
         if req.query_bool("link"):
             raise InvalidArgument("links are not supported: cannot remove link")
-        await self.mgr.remove(record, force=req.query_bool("force"))
+        await self.mgr.remove(record, force=req.query_bool("force"), volumes=req.query_bool("v"))
         return empty_response()
 
     async def logs(self, req: Request) -> StreamResponse:

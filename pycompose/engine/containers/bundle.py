@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,12 +61,6 @@ def merge_image_config(config: dict[str, Any], image: Mapping[str, Any]) -> list
     if test and test != ["NONE"]:
         warnings.append("the image defines a health check; health checks are not run yet, "
                         "so the container reports no health status")
-    if img.get("Volumes"):
-        warnings.append(
-            "the image declares volumes "
-            f"({', '.join(sorted(img['Volumes']))}); anonymous volumes are not supported yet, "
-            "their data stays in the container's own layer"
-        )
     return warnings
 
 
@@ -99,57 +93,6 @@ def stop_timeout(config: Mapping[str, Any], override: int | None = None) -> int:
         return override
     value = config.get("StopTimeout")
     return DEFAULT_STOP_TIMEOUT if value is None else int(value)
-
-
-def _bind(spec: str) -> MountSpec:
-    parts = spec.split(":")
-    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
-        raise InvalidArgument(f"invalid volume specification: '{spec}'")
-    source, target = parts[0], parts[1]
-    if not source.startswith("/"):
-        raise InvalidArgument(
-            f"HostConfig.Binds {spec!r}: named volumes are not supported yet, use an absolute "
-            "host path"
-        )
-    read_only, propagation = False, ""
-    for opt in (parts[2].split(",") if len(parts) == 3 else []):
-        if opt in ("ro", "rw"):
-            read_only = opt == "ro"
-        elif opt in ("private", "rprivate", "shared", "rshared", "slave", "rslave"):
-            propagation = opt
-        elif opt not in ("z", "Z", "nocopy"):
-            raise InvalidArgument(f"invalid mode: {opt} in volume specification '{spec}'")
-    return MountSpec("bind", target, source, read_only, propagation)
-
-
-def _mount(m: Mapping[str, Any]) -> MountSpec:
-    kind = m.get("Type") or ""
-    target = m.get("Target") or ""
-    if kind == "bind":
-        opts = m.get("BindOptions") or {}
-        return MountSpec("bind", target, m.get("Source") or "", bool(m.get("ReadOnly")),
-                         opts.get("Propagation") or "", bool(opts.get("NonRecursive")))
-    if kind == "tmpfs":
-        opts = m.get("TmpfsOptions") or {}
-        extra = []
-        if opts.get("SizeBytes"):
-            extra.append(f"size={int(opts['SizeBytes'])}")
-        if opts.get("Mode"):
-            extra.append(f"mode={int(opts['Mode']):o}")
-        return MountSpec("tmpfs", target, read_only=bool(m.get("ReadOnly")), options=tuple(extra))
-    raise InvalidArgument(f"HostConfig.Mounts type {kind!r} is not supported (bind, tmpfs)")
-
-
-def user_mounts(host: Mapping[str, Any]) -> list[MountSpec]:
-    """Binds, Mounts and Tmpfs of a HostConfig."""
-    out = [_bind(b) for b in host.get("Binds") or []]
-    out += [_mount(m) for m in host.get("Mounts") or []]
-    for target, opts in (host.get("Tmpfs") or {}).items():
-        options = tuple(o for o in str(opts).split(",") if o)
-        read_only = "ro" in options
-        options = tuple(o for o in options if o not in ("ro", "rw"))
-        out.append(MountSpec("tmpfs", target, read_only=read_only, options=options))
-    return out
 
 
 def _limits(host: Mapping[str, Any]) -> ResourceLimits:
@@ -197,6 +140,8 @@ class RuntimeContext:
     """``ns_path(container_ref, kind)`` -> ``/proc/<pid>/ns/<kind>`` of a running container."""
     netns: str = ""
     """The namespace file the networking wiring made for a bridge-like mode ("" : none)."""
+    mounts: tuple[MountSpec, ...] = field(default=(), kw_only=True)
+    """The user's mounts, staged by storage (``StorageWiring.prepare``), parents first."""
 
 
 def _ns_mode(mode: str, kind: str, rc: RuntimeContext) -> str:
@@ -225,9 +170,12 @@ def spec_params(
 ) -> ContainerSpecParams:
     """The OCI spec parameters of a container."""
     mounts = [MountSpec("bind", target, str(path)) for target, path in rc.etc_files.items()]
-    users = user_mounts(host)
+    users = list(rc.mounts)
     taken = {m.target for m in users}
-    mounts = [m for m in mounts if m.target not in taken] + users
+    # Parents before children (stable), as Docker sorts them: a volume at /etc must not
+    # hide the /etc/hosts bind, and /run/secrets/x goes over a /run volume.
+    mounts = sorted([m for m in mounts if m.target not in taken] + users,
+                    key=lambda m: m.target.rstrip("/").count("/"))  # fmt: skip
     network = network_namespace(host.get("NetworkMode") or "default", rc)
     return ContainerSpecParams(
         container_id=container_id,

@@ -25,10 +25,10 @@ from pycompose.engine.containers.bundle import (
     command_of,
     etc_params,
     merge_image_config,
-    user_mounts,
 )
 from pycompose.engine.containers.record import ZERO_TIME, ContainerRecord, now_rfc3339
 from pycompose.engine.containers.request import validate_create
+from pycompose.engine.containers.storage_wiring import StorageWiring
 from pycompose.engine.containers.store import ContainerStore
 from pycompose.engine.errors import Conflict, InvalidArgument, NotFound
 from pycompose.storage.overlay import Mounter, RootfsDirs, is_mountpoint, unmount_rootfs
@@ -78,6 +78,8 @@ class ContainerManager:
         self._publish = publish
         self.live: dict[str, Live] = {}
         self.runner: Runner | None = None
+        # Volumes, binds, tmpfs, secrets: the API's setup gives it the storage component.
+        self.storage = StorageWiring()
         self.closing = False
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -164,9 +166,19 @@ class ContainerManager:
             "Ports": {},
             "SandboxKey": "",
         }
-        self.store.add(record)
+        image_config = image.config.get("config") or image.config.get("Config") or {}
+        warnings += self.storage.create(record, body, image_config, self._mounts_of)
+        try:
+            self.store.add(record)
+        except BaseException:
+            self.storage.forget(record, remove_anonymous=True)
+            raise
         self.publish(record, "create")
         return record, warnings
+
+    def _mounts_of(self, ref: str) -> list[dict[str, Any]]:
+        """Another container's ``Mounts`` (for ``VolumesFrom``)."""
+        return list(self.get(ref).mounts)
 
     def _resolve_image(self, name: str) -> ImageRecord:
         try:
@@ -181,7 +193,6 @@ class ContainerManager:
         from pycompose.engine.runtime.logs import parse_log_opts
 
         # Refused at create, as dockerd does, rather than at start when `run` already waits.
-        user_mounts(host)
         etc_params({"Hostname": "h"}, host, ("", ""))
         config = dict(host["LogConfig"].get("Config") or {})
         parse_log_opts({k: v for k, v in config.items() if k in ("max-size", "max-file")})
@@ -277,8 +288,9 @@ class ContainerManager:
         self.store.rename(record, new_name)
         self.publish(record, "rename", oldName="/" + old)
 
-    async def remove(self, record: ContainerRecord, *, force: bool) -> None:
-        """``DELETE /containers/{id}``: stop if forced, then release everything in reverse."""
+    async def remove(self, record: ContainerRecord, *, force: bool, volumes: bool = False) -> None:
+        """``DELETE /containers/{id}``: stop if forced, then release everything in reverse;
+        ``volumes`` (``?v=1``) also removes its anonymous volumes."""
         assert self.runner is not None
         live = self.live_of(record)
         if record.state.status == "removing":
@@ -298,7 +310,7 @@ class ContainerManager:
             record.state.transition("removing", record.name)
             self.store.save(record)
             try:
-                await self.release(record)
+                await self.release(record, volumes=volumes)
                 self.store.remove(record)
             except Exception:
                 record.state.transition("dead", record.name)  # as dockerd: removal failed
@@ -311,8 +323,10 @@ class ContainerManager:
                 fut.set_result(result)
         self.live.pop(record.id, None)
 
-    async def release(self, record: ContainerRecord) -> None:
-        """Runtime state, then the rootfs mount; raise if a mount is still there."""
+    async def release(self, record: ContainerRecord, *, volumes: bool = False) -> None:
+        """Runtime state, the rootfs mount, then storage (staged mounts, files, volume
+        references; anonymous volumes too with ``volumes``); raise if a mount is still
+        there. For a container about to be removed."""
         assert self.runner is not None
         directory = self.dir(record)
         await self.runner.delete_runtime_state(record)
@@ -320,6 +334,7 @@ class ContainerManager:
         merged = RootfsDirs.under(directory).merged
         if merged.exists() and is_mountpoint(str(merged)):
             raise Conflict(f"container {record.id}: its root filesystem is still mounted")
+        await asyncio.to_thread(self.storage.forget, record, volumes)
 
     async def close(self) -> None:
         """Daemon shutdown: stop watchers' restarts, stop running containers (as dockerd does

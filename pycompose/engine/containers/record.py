@@ -94,6 +94,9 @@ class ContainerRecord:
     restart_count: int = 0
     exec_ids: list[str] = field(default_factory=list)
     mounts: list[dict[str, Any]] = field(default_factory=list)
+    # The mounts as storage resolved them at create (ResolvedMount.to_json); ``mounts`` is
+    # Docker's view of the same (inspect "Mounts").
+    resolved_mounts: list[dict[str, Any]] = field(default_factory=list)
     network_settings: dict[str, Any] = field(default_factory=dict)
     # Set when the user stops it, so restart policies do not bring it back.
     manually_stopped: bool = False

@@ -44,6 +44,8 @@ async def recover(mgr: ContainerManager) -> None:
             log.exception("recovery of container %s failed", record.short_id)
     await asyncio.to_thread(_remove_broken, mgr)
     await _clean_runtime_state(mgr, alive)
+    # Volumes: users that are gone dropped, running ones re-counted, stale staging released.
+    await asyncio.to_thread(mgr.storage.recover, mgr.store.all(), alive)
     for record in mgr.store.all():
         if record.state.status == "exited" and _starts_with_daemon(record):
             with contextlib.suppress(EngineError):

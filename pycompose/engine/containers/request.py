@@ -56,11 +56,14 @@ CONFIG_FIELDS: dict[str, object] = {
     "Shell": SUPPORTED,
     "ArgsEscaped": _one_of(None, False),
     "OnBuild": _empty,
-    "Volumes": _empty,
+    "Volumes": SUPPORTED,
     "Healthcheck": lambda v: _empty(v) or (v.get("Test") in (None, [], ["NONE"])),
     "MacAddress": SUPPORTED,
     "HostConfig": SUPPORTED,
     "NetworkingConfig": SUPPORTED,
+    # pycompose's own: compose secrets and configs as files (see pycompose.storage.secrets)
+    "Secrets": SUPPORTED,
+    "Configs": SUPPORTED,
 }
 
 HOST_CONFIG_FIELDS: dict[str, object] = {
@@ -109,7 +112,7 @@ HOST_CONFIG_FIELDS: dict[str, object] = {
     "Isolation": _one_of(None, "", "default"),
     "UsernsMode": _one_of(None, "", "host"),
     "VolumeDriver": _one_of(None, "", "local"),
-    "VolumesFrom": _empty,
+    "VolumesFrom": SUPPORTED,
     "PortBindings": SUPPORTED,
     "PublishAllPorts": SUPPORTED,
     "Links": SUPPORTED,
@@ -224,7 +227,9 @@ def validate_create(body: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str
         if not entry.partition("=")[0]:
             raise InvalidArgument(f"invalid environment variable: {entry}")
 
-    config = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
+    # Secrets and Configs carry file content: they go to storage, never into the record.
+    config = {k: v for k, v in body.items()
+              if k not in ("HostConfig", "NetworkingConfig", "Secrets", "Configs")}  # fmt: skip
     host = dict(host)
     auto_remove = bool(host.get("AutoRemove"))
     host["RestartPolicy"] = _check_restart(host.get("RestartPolicy"), auto_remove)

@@ -140,12 +140,14 @@ class Runner:
         image = self.mgr.images.resolve(record.image_id)
         lower = self.mgr.layers.rootfs_lowerdirs(list(image.layer_chain_ids))
         dirs = mount_rootfs(self.mgr.mounter, lower, directory)
+        staged = self.mgr.storage.prepare(record, dirs.merged)
         params = etc_params(record.config, record.host_config, read_host_files())
         if wired is not None:
             params = replace(params, **wired.etc)
         etc = write_etc_files(directory, params)
         rc = RuntimeContext(dirs.merged, host, etc, self._ns_path,
-                            netns=wired.netns_path if wired is not None else "")  # fmt: skip
+                            netns=wired.netns_path if wired is not None else "",
+                            mounts=staged)  # fmt: skip
         warnings: list[str] = []
         spec = build_spec(spec_params(record.id, record.config, record.host_config, rc), warnings)
         tmp = directory / "config.json.tmp"
@@ -171,6 +173,8 @@ class Runner:
     async def _start_failed(self, record: ContainerRecord, directory: Path,
                             err: BaseException) -> None:  # fmt: skip
         with contextlib.suppress(Exception):
+            await asyncio.to_thread(self.mgr.storage.release, record)
+        with contextlib.suppress(Exception):
             await asyncio.to_thread(unmount_rootfs, self.mgr.mounter, directory)
         if self.network is not None:
             await self.network.after_exit(record)
@@ -194,6 +198,10 @@ class Runner:
         """Write down how the container ended, release its rootfs, then restart or remove."""
         live = self.mgr.live_of(record)
         live.started.clear()
+        try:
+            await asyncio.to_thread(self.mgr.storage.release, record)
+        except Exception:  # the removal retries it; the exit must still be recorded
+            log.exception("container %s: releasing its mounts failed", record.short_id)
         with contextlib.suppress(Exception):
             await asyncio.to_thread(unmount_rootfs, self.mgr.mounter, self.mgr.dir(record))
         if self.network is not None:
@@ -219,7 +227,8 @@ class Runner:
     async def _auto_remove(self, record: ContainerRecord) -> None:
         with contextlib.suppress(NotFound, Conflict):
             if self.mgr.store.get(record.id) is record:
-                await self.mgr.remove(record, force=False)
+                # --rm takes the container's anonymous volumes with it, as in Docker.
+                await self.mgr.remove(record, force=False, volumes=True)
 
     def should_restart(self, record: ContainerRecord) -> bool:
         """Docker's restart policy decision for a container that just exited."""

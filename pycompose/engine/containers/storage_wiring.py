@@ -27,12 +27,14 @@ The methods block (file I/O, mount(2)): the async callers run the kernel-facing 
 from __future__ import annotations
 
 import logging
+import os
+import stat
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pycompose.engine.errors import InvalidArgument
-from pycompose.storage import secrets
+from pycompose.storage import copyup, secrets
 from pycompose.storage.mounts import MountsLookup, ResolvedMount, release_volumes, resolve_mounts
 
 if TYPE_CHECKING:
@@ -52,6 +54,32 @@ FILE_FIELDS = ("Secrets", "Configs")
 def resolved(record: ContainerRecord) -> list[ResolvedMount]:
     """The record's mounts as :func:`resolve_mounts` returned them at create."""
     return [ResolvedMount.from_json(doc) for doc in record.resolved_mounts]
+
+
+def tmpfs_mount_points(rootfs: Path, mounts: Iterable[ResolvedMount]) -> None:
+    """Give an existing mount point of a tmpfs with ``mode=`` that mode.
+
+    runc before 1.1.8 chmods a tmpfs to the mode of the directory it is mounted on when that
+    directory exists (runc issue 3911), which is always the case from the second start on
+    (runc made it 0755 the first time): the ``mode`` asked for would be lost. The directory
+    is looked up inside the rootfs with symlinks resolved within it, never on the host.
+    """
+    for m in mounts:
+        modes = [o.partition("=")[2] for o in m.options if o.startswith("mode=")]
+        if m.type != "tmpfs" or not modes:
+            continue
+        root_fd = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            fd = copyup.open_in_root(root_fd, m.target)
+        finally:
+            os.close(root_fd)
+        if fd is None:
+            continue  # runc creates it, and then the mount's own mode applies
+        try:
+            if stat.S_ISDIR(os.fstat(fd).st_mode):
+                os.fchmod(fd, int(modes[-1], 8))
+        finally:
+            os.close(fd)
 
 
 class StorageWiring:
@@ -132,7 +160,9 @@ class StorageWiring:
         """Stage the container's mounts for a start (``rootfs`` mounted); the OCI mounts."""
         if self.stager is None:
             return ()
-        return self.stager.prepare(record.id, resolved(record), rootfs=str(rootfs))
+        mounts = resolved(record)
+        tmpfs_mount_points(rootfs, mounts)
+        return self.stager.prepare(record.id, mounts, rootfs=str(rootfs))
 
     def release(self, record: ContainerRecord) -> None:
         """The container stopped (or its start failed): unmount its staging points."""

@@ -187,7 +187,8 @@ def _health(record: ContainerRecord, value: str) -> bool:
 
 
 def _volume(record: ContainerRecord, value: str) -> bool:
-    return any(m.get("Source") == value or m.get("Destination") == value
+    # Docker: a volume by its name, a bind by its host path, either by its destination.
+    return any((m.get("Name") or m.get("Source")) == value or m.get("Destination") == value
                for m in record.mounts)  # fmt: skip
 
 
