@@ -108,7 +108,7 @@ def kernel_leftovers(eng: EngineProcess, include_default: bool = False) -> list[
     prefix = eng.config.bridge_prefix
     kernel = LinuxKernel()
     found = []
-    bridges = {}
+    bridges: set[str] = set()
     if not include_default:
         nets = json.loads(ok(eng, "network", "inspect", "bridge"))
         bridges = {nets[0]["Options"]["com.docker.network.bridge.name"]}
