@@ -49,6 +49,9 @@ MOUNT_FIELDS = ("Binds", "Mounts", "Tmpfs", "VolumesFrom")
 """HostConfig fields that ask for mounts."""
 FILE_FIELDS = ("Secrets", "Configs")
 """Top-level create-request fields with secret and config files (see ``storage.secrets``)."""
+FILES_DIR = ".files"
+"""Where ``MountStager.set_files`` keeps a container's files: ``<staging>/.files/<id>``
+(the staging points themselves are ``<staging>/<id>/<n>``; see ``storage.stage``)."""
 
 
 def resolved(record: ContainerRecord) -> list[ResolvedMount]:
@@ -161,13 +164,18 @@ class StorageWiring:
         if self.stager is None:
             return ()
         mounts = resolved(record)
+        if not mounts and not (self.stager.staging / FILES_DIR / record.id).exists():
+            return ()  # nothing to stage: keep the start of a plain container fast
         tmpfs_mount_points(rootfs, mounts)
         return self.stager.prepare(record.id, mounts, rootfs=str(rootfs))
 
     def release(self, record: ContainerRecord) -> None:
         """The container stopped (or its start failed): unmount its staging points."""
-        if self.stager is not None:
-            self.stager.release(record.id, resolved(record))
+        if self.stager is None:
+            return
+        mounts = resolved(record)
+        if mounts or (self.stager.staging / record.id).exists():
+            self.stager.release(record.id, mounts)
 
     # -- remove ---------------------------------------------------------------------------
 
