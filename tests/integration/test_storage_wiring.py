@@ -379,3 +379,35 @@ def test_secrets_and_configs_with_owner_and_mode(eng: EngineProcess) -> None:
     bad = dict(body, Secrets=[_file("secret", "x", b"1", uid="bob")])
     with pytest.raises(InvalidArgument, match="invalid uid"):
         client.post("/containers/create", body=bad)
+
+
+# -- the local driver's options and subpath --------------------------------------------------
+
+
+def test_driver_option_volumes_and_subpath(eng: EngineProcess, hostdir: pathlib.Path) -> None:
+    ok(eng, "volume", "create", "--opt", "type=tmpfs", "--opt", "device=tmpfs",
+       "--opt", "o=size=1m", "tv")  # fmt: skip
+    probe = "grep ' /x ' /proc/mounts | cut -d' ' -f3; df -k /x | tail -1 | awk '{print $2}'"
+    assert ok(eng, "run", "--rm", "-v", "tv:/x", "busybox", "sh", "-c", probe) == "tmpfs\n1024\n"
+    # The volume's own tmpfs is mounted only while a container uses it.
+    assert str(data_dir(eng, "tv")) not in pathlib.Path("/proc/self/mountinfo").read_text()
+    ok(eng, "volume", "create", "--opt", "type=none", "--opt", "o=bind",
+       "--opt", f"device={hostdir}", "bv")  # fmt: skip
+    ok(eng, "run", "--rm", "-v", "bv:/b", "busybox", "sh", "-c", "echo via-volume > /b/f")
+    assert (hostdir / "f").read_text() == "via-volume\n"
+    (hostdir / "sub").mkdir()
+    (hostdir / "sub" / "inner").write_text("deep\n")
+    client = eng.client()
+    mount = {"Type": "volume", "Source": "bv", "Target": "/s",
+             "VolumeOptions": {"Subpath": "sub"}}  # fmt: skip
+    cid = client.post("/containers/create", body={
+        "Image": "busybox", "Cmd": ["ls", "/s"], "HostConfig": {"Mounts": [mount]}})["Id"]
+    assert ok(eng, "start", "-a", cid) == "inner\n"
+    bad = dict(mount, VolumeOptions={"Subpath": "../etc"})
+    with pytest.raises(InvalidArgument, match="invalid subpath"):
+        client.post("/containers/create", body={
+            "Image": "busybox", "Cmd": ["true"], "HostConfig": {"Mounts": [bad]}})
+    # Removing a bind-backed volume leaves the host directory's content alone.
+    ok(eng, "rm", cid)
+    ok(eng, "volume", "rm", "bv")
+    assert (hostdir / "sub" / "inner").read_text() == "deep\n" and (hostdir / "f").exists()
