@@ -161,9 +161,13 @@ def test_docker_cli_bind_volume_and_tmpfs_forms(eng: EngineProcess, hostdir: pat
 
 def test_inspect_mounts_and_volume_filter(eng: EngineProcess, hostdir: pathlib.Path) -> None:
     ok(eng, "create", "--name", "mnt", "-v", "named:/n:ro", "-v", f"{hostdir}:/h",
-       "-v", "/anon", "--tmpfs", "/t", "busybox", "true")  # fmt: skip
+       "-v", "/anon", "--tmpfs", "/t", "--mount", "type=tmpfs,target=/m",
+       "busybox", "true")  # fmt: skip
     mounts = {m["Destination"]: m for m in json.loads(ok(eng, "inspect", "mnt"))[0]["Mounts"]}
-    assert set(mounts) == {"/n", "/h", "/anon", "/t"}
+    # As in Docker: a --tmpfs is no mount point, a --mount tmpfs is.
+    assert set(mounts) == {"/n", "/h", "/anon", "/m"}
+    assert mounts["/m"] == {"Type": "tmpfs", "Source": "", "Destination": "/m", "Mode": "",
+                            "RW": True, "Propagation": ""}  # fmt: skip
     assert mounts["/n"]["Type"] == "volume" and mounts["/n"]["Name"] == "named"
     assert not mounts["/n"]["RW"] and mounts["/n"]["Source"] == str(data_dir(eng, "named"))
     assert mounts["/h"]["Type"] == "bind" and mounts["/h"]["Source"] == str(hostdir)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import posixpath
 import stat
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -49,6 +50,8 @@ MOUNT_FIELDS = ("Binds", "Mounts", "Tmpfs", "VolumesFrom")
 """HostConfig fields that ask for mounts."""
 FILE_FIELDS = ("Secrets", "Configs")
 """Top-level create-request fields with secret and config files (see ``storage.secrets``)."""
+MOUNT_POINT_ORDER = ("Type", "Name", "Source", "Destination", "Driver", "Mode", "RW",
+                     "Propagation")  # fmt: skip
 FILES_DIR = ".files"
 """Where ``MountStager.set_files`` keeps a container's files: ``<staging>/.files/<id>``
 (the staging points themselves are ``<staging>/<id>/<n>``; see ``storage.stage``)."""
@@ -57,6 +60,12 @@ FILES_DIR = ".files"
 def resolved(record: ContainerRecord) -> list[ResolvedMount]:
     """The record's mounts as :func:`resolve_mounts` returned them at create."""
     return [ResolvedMount.from_json(doc) for doc in record.resolved_mounts]
+
+
+def mount_point(view: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``MountPoint`` with its keys in the order of Docker's Go type (what clients that
+    print ``{{json .Mounts}}`` show)."""
+    return {k: view[k] for k in MOUNT_POINT_ORDER if k in view}
 
 
 def tmpfs_mount_points(rootfs: Path, mounts: Iterable[ResolvedMount]) -> None:
@@ -132,7 +141,10 @@ class StorageWiring:
             self.undo_create(record.id, mounts)
             raise
         record.resolved_mounts = [m.to_json() for m in mounts]
-        record.mounts = [m.inspect(self.volumes) for m in mounts]
+        # As in Docker, HostConfig.Tmpfs entries are not mount points (--mount tmpfs ones are).
+        plain_tmpfs = {posixpath.normpath(t) for t in record.host_config.get("Tmpfs") or {}}
+        record.mounts = [mount_point(m.inspect(self.volumes)) for m in mounts
+                         if not (m.type == "tmpfs" and m.target in plain_tmpfs)]  # fmt: skip
         return warnings
 
     @staticmethod
