@@ -289,3 +289,21 @@ def test_small_parsers() -> None:
     assert upstreams_from_env({"PYCOMPOSE_DNS_UPSTREAMS": "127.0.0.1:5353, ::1"}) == [
         Upstream("127.0.0.1", 5353), Upstream("::1", 53),
     ]  # fmt: skip
+
+
+def test_rename_and_container_mode_share_dns(rig: Rig) -> None:
+    async def scenario() -> None:
+        web = container(rig, "web", "mynet")
+        wired = await rig.wiring.before_start(web)
+        web.state.status = "running"
+        web.name = "front"
+        rig.wiring.renamed(web)
+        assert [e.name for e in rig.dns.records.entries()] == ["front"]
+        side = container(rig, "side", "container:front")
+        shared = await rig.wiring.before_start(side)
+        assert shared.netns_path == "" and shared.etc["embedded_dns"] is True
+        assert shared.etc["addresses"] == wired.etc["addresses"]
+        await rig.wiring.after_exit(web)
+        await rig.dns.aclose()
+
+    run(scenario())

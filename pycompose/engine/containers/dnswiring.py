@@ -78,6 +78,11 @@ class DnsWiring:
         self.service.records.remove(container_id)
         await self.service.remove_endpoint(container_id)
 
+    def renamed(self, record: ContainerRecord, pairs: Pairs) -> None:
+        """Re-enter the container's entries under its new name (on every user network)."""
+        for rec, ep in self._user(pairs):
+            self._set(record, rec, ep)
+
     async def network_added(self, record: ContainerRecord, pairs: Pairs, netns_path: str) -> None:
         """After ``network connect`` of a running container: its names there, at once."""
         user = self._user(pairs)

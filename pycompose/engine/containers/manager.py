@@ -286,6 +286,8 @@ class ContainerManager:
         if new_name.lstrip("/") == old:
             raise Conflict("Renaming a container with the same name as its current name")
         self.store.rename(record, new_name)
+        if self.runner is not None and self.runner.network is not None and record.state.running:
+            self.runner.network.renamed(record)
         self.publish(record, "rename", oldName="/" + old)
 
     async def remove(self, record: ContainerRecord, *, force: bool, volumes: bool = False) -> None:

@@ -142,6 +142,8 @@ class ContainerNetworking:
         """Wire the container's network (bridge-like modes); see the module docstring."""
         mode = str(record.host_config.get("NetworkMode") or "default")
         extra = await asyncio.to_thread(self._extra_hosts, record)
+        if mode.startswith("container:"):
+            return Wired("", {"extra_hosts": tuple(extra), **await self._shared(mode)})
         if not is_bridge_mode(mode):
             return Wired("", {"extra_hosts": tuple(extra)})
         net = await asyncio.to_thread(connect_container, self.networks, self._request(record))
@@ -161,6 +163,20 @@ class ContainerNetworking:
             "extra_hosts": tuple(extra + links), "addresses": net.addresses,
             "embedded_dns": net.embedded_dns,
         })  # fmt: skip
+
+    async def _shared(self, mode: str) -> dict[str, Any]:
+        # container:<ref> lives in the other container's namespace: its addresses name this
+        # hostname too, and its embedded DNS (if on a user network) is this one's resolver.
+        other = self.mgr.get(mode.partition(":")[2])
+        pairs = await asyncio.to_thread(self.networks.endpoints, other.id)
+        return {
+            "addresses": tuple(ip for _, ep in pairs for ip in (ep.ipv4, ep.ipv6) if ip),
+            "embedded_dns": any(not rec.predefined for rec, _ in pairs),
+        }
+
+    def renamed(self, record: ContainerRecord) -> None:
+        """The container's DNS names follow a rename at once."""
+        self.dns.renamed(record, self.networks.endpoints(record.id))
 
     def _state(self, record: ContainerRecord, netns_path: str) -> tuple[dict[str, Any], Any]:
         exposed = record.config.get("ExposedPorts") or None
