@@ -14,7 +14,7 @@ from pycompose.compose.discovery import ProjectOptions
 def _dump(data: Any, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(data, indent=2, ensure_ascii=False)
-    import yaml
+    from pycompose.compose.yamlimport import yaml
 
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     text: str = yaml.dump(

@@ -24,10 +24,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
 from pycompose.compose.errors import ComposeError, Path
 from pycompose.compose.tags import Override, Reset
+from pycompose.compose.yamlimport import yaml
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
 """Larger compose files are refused before parsing."""

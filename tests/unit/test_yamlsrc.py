@@ -716,3 +716,12 @@ def test_pure_python_parser_gives_the_same_result(monkeypatch: pytest.MonkeyPatc
     assert slow.data["services"]["web"]["environment"]["DEBUG"] == "on"
     with pytest.raises(ComposeError, match="duplicate key"):
         parse_yaml("a: 1\na: 2\n", "c.yaml")
+
+
+def test_pyyaml_import_defers_only_the_unicode_reader_pattern() -> None:
+    # The pure-Python reader must still work: its pattern compiles on first use.
+    from pycompose.compose.yamlimport import yaml
+
+    assert yaml.safe_load("a: [1, 2]\n") == {"a": [1, 2]}
+    with pytest.raises(yaml.YAMLError):
+        yaml.safe_load("a: \x07\n")
