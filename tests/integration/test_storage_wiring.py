@@ -415,3 +415,11 @@ def test_driver_option_volumes_and_subpath(eng: EngineProcess, hostdir: pathlib.
     ok(eng, "rm", cid)
     ok(eng, "volume", "rm", "bv")
     assert (hostdir / "sub" / "inner").read_text() == "deep\n" and (hostdir / "f").exists()
+
+
+def test_selinux_labels_accepted_with_a_warning(eng: EngineProcess, hostdir: pathlib.Path) -> None:
+    proc = run_docker(eng, "create", "--name", "labelled", "-v", f"{hostdir}:/x:z",
+                      "-v", "lv:/l:Z", "busybox", "true")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr.decode()
+    warnings = proc.stderr.decode()
+    assert warnings.count("SELinux is not enabled") == 2, warnings
