@@ -311,6 +311,8 @@ def test_volume_in_use_cannot_be_removed_or_pruned(eng: EngineProcess) -> None:
     ok(eng, "run", "--name", "brief", "-v", "/dropped", "busybox", "true")
     dropped = [n for n in _names(eng, "brief") if n not in held]
     ok(eng, "rm", "brief")  # its anonymous volume is now unused
+    dangling = ok(eng, "volume", "ls", "-q", "--filter", "dangling=true").split()
+    assert sorted(dangling) == sorted(["external-data", "unused-named", *dropped])
     client = eng.client()
     with pytest.raises(Conflict, match="volume is in use") as err:
         client.delete("/volumes/busy")
