@@ -89,9 +89,8 @@ class ContainerNetworking:
         ports = bool(host.get("PortBindings")) or bool(host.get("PublishAllPorts"))
         warnings: list[str] = []
         if is_bridge_mode(mode):
-            self.networks.get(primary_network(mode))
-            for name in endpoints_config(networking):
-                self.networks.get(name)
+            for name in [primary_network(mode), *endpoints_config(networking)]:
+                self._check_network(name)
         else:
             if mode == "host" and ports:
                 warnings.append("Published ports are discarded when using host network mode")
@@ -107,10 +106,15 @@ class ContainerNetworking:
                 raise InvalidArgument(
                     "conflicting options: container type network can't be used with links"
                 )
-            if mode.startswith("container:"):
-                self.mgr.get(mode.partition(":")[2])
         check_links(host.get("Links"), self.mgr.get)
         return warnings
+
+    def _check_network(self, name: str) -> None:
+        # A 400, not a 404: clients read a 404 from create as "no such image" and try a pull.
+        try:
+            self.networks.get(name)
+        except NotFound as err:
+            raise InvalidArgument(str(err)) from None
 
     # -- start and exit -------------------------------------------------------------------
 
