@@ -457,3 +457,17 @@ def test_daemon_sigkill_then_restart_leaves_nothing(
             stop_engine(eng)
     left = kernel_leftovers(eng, include_default=True)
     assert left == [], left
+
+
+def test_rename_and_container_mode_resolve_at_once(eng: EngineProcess) -> None:
+    ok(eng, "network", "create", "rnet")
+    ok(eng, "run", "-d", "--name", "before", "--network", "rnet", "busybox", "sleep", "100")
+    addr = ip_of(eng, "before", "rnet")
+    ok(eng, "rename", "before", "after")
+    assert f"Address: {addr}" in ok(eng, "run", "--rm", "--network", "rnet", "busybox",
+                                    "nslookup", "after")  # fmt: skip
+    fails(eng, "run", "--rm", "--network", "rnet", "busybox", "nslookup", "before")
+    # A container in another's namespace uses that one's embedded DNS.
+    out = ok(eng, "run", "--rm", "--net", "container:after", "busybox", "sh", "-c",
+             "cat /etc/resolv.conf; nslookup after")  # fmt: skip
+    assert "nameserver 127.0.0.11" in out and f"Address: {addr}" in out
