@@ -296,6 +296,11 @@ def test_published_tcp_and_udp_ports(eng: EngineProcess) -> None:
     assert "hello-" in http_get(host, tcp)
     assert ok(eng, "port", "pt").strip() == f"80/tcp -> 0.0.0.0:{tcp}"
     assert ok(eng, "ps", "-q", "--filter", f"publish={tcp}").strip()
+    # -P: every exposed port on a random host port.
+    ok(eng, "run", "-d", "--name", "all", "-P", "--expose", "80", "busybox", "sh", "-c", HTTPD)
+    mapped = ok(eng, "port", "all", "80/tcp").splitlines()[0]
+    assert mapped.startswith("0.0.0.0:")
+    assert "hello-" in http_get("127.0.0.1", int(mapped.rsplit(":", 1)[1]))
 
 
 UDP_ECHO = (
@@ -398,6 +403,9 @@ def test_extra_hosts_hostname_dns_options_and_mac(eng: EngineProcess) -> None:
     assert "box.example.test box" in out
     assert "search corp.test" in out and "timeout:2" in out and "ndots:0" in out
     assert "02:42:ac:11:00:99" in out
+    # On the default bridge --dns servers go into resolv.conf itself.
+    plain = ok(eng, "run", "--rm", "--dns", "192.0.2.53", "busybox", "cat", "/etc/resolv.conf")
+    assert "nameserver 192.0.2.53" in plain and "127.0.0.11" not in plain
 
 
 def test_connect_and_disconnect_a_running_container(eng: EngineProcess) -> None:
