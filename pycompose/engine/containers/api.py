@@ -6,10 +6,11 @@
 re-adopts what an earlier daemon left running, and registers the routes below. The OCI
 runtime is probed in the background (``PYCOMPOSE_OCI_RUNTIME`` names one to insist on).
 
-Networking until the networks issue lands: ``NetworkMode`` ``default``/``bridge`` gives a
-private network namespace with only ``lo``, exactly what dockerd does with
-``--bridge=none``; ``none``, ``host`` and ``container:<id>`` are Docker's. Mounts, volumes,
-secrets and configs go through :mod:`pycompose.engine.containers.storage_wiring`.
+Networking goes through :mod:`pycompose.engine.containers.networking` (the predefined
+``bridge`` network by default, user networks with the embedded DNS, published ports, links,
+``network connect``); without the networks component ``default``/``bridge`` is a private
+namespace with only ``lo``. ``none``, ``host`` and ``container:<id>`` are Docker's. Mounts,
+volumes, secrets and configs go through :mod:`pycompose.engine.containers.storage_wiring`.
 """
 
 from __future__ import annotations

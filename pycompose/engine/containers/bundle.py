@@ -5,10 +5,10 @@ image's (Cmd/Entrypoint, Env, WorkingDir, User, ExposedPorts, Labels, StopSignal
 ``spec_params`` turns a container record into :class:`ContainerSpecParams` for
 :func:`~pycompose.engine.runtime.spec.build_spec`. Pure functions: no kernel access here.
 
-Networking: until the networks issue lands, ``NetworkMode`` ``default``/``bridge`` gives the
-container a private network namespace with only ``lo`` up, which is exactly what dockerd does
-when it runs with ``--bridge=none``; ``none``, ``host`` and ``container:<id>`` mean what they
-mean in Docker.
+Networking: for ``default``, ``bridge`` and user networks the namespace file comes from the
+networking wiring (:class:`RuntimeContext` ``netns``); without it they get a private network
+namespace with only ``lo`` up. ``none``, ``host`` and ``container:<id>`` mean what they mean
+in Docker.
 """
 
 from __future__ import annotations
