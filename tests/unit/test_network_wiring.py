@@ -307,3 +307,24 @@ def test_rename_and_container_mode_share_dns(rig: Rig) -> None:
         await rig.dns.aclose()
 
     run(scenario())
+
+
+def test_list_filters_see_networks_and_published_ports(rig: Rig) -> None:
+    from pycompose.engine.containers.views import matches
+
+    async def scenario() -> None:
+        web = container(rig, "web", "mynet", PortBindings={"80/tcp": [{"HostPort": "8088"}]})
+        await rig.wiring.before_start(web)
+        web.state.status = "running"
+        await rig.wiring.connect_network("web", rig.networks.get("other"), {})
+        other_id = rig.networks.get("other").id
+        for wanted, expected in [({"network": ["other"]}, True), ({"network": [other_id]}, True),
+                                 ({"network": ["closed"]}, False), ({"publish": ["8088"]}, True),
+                                 ({"publish": ["8088/udp"]}, False),
+                                 ({"publish": ["8000-8090/tcp"]}, True)]:  # fmt: skip
+            assert matches(web, wanted) is expected, wanted
+        await rig.wiring.after_exit(web)
+        assert matches(web, {"publish": ["8088"]}) is False
+        await rig.dns.aclose()
+
+    run(scenario())

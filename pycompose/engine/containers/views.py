@@ -193,7 +193,13 @@ def _volume(record: ContainerRecord, value: str) -> bool:
 
 
 _SIMPLE: dict[str, Any] = {
-    "network": lambda r, v: _network_of(r) == v or r.host_config.get("NetworkMode") == v,
+    "network": lambda r, v: (
+        _network_of(r) == v
+        or r.host_config.get("NetworkMode") == v
+        # Docker matches every network the container is on, by name or id.
+        or any(name == v or (ep or {}).get("NetworkID") == v
+               for name, ep in (r.network_settings.get("Networks") or {}).items())
+    ),
     "health": _health,
     "volume": _volume,
     "expose": lambda r, v: v in (r.config.get("ExposedPorts") or {})
