@@ -376,8 +376,14 @@ def test_host_none_and_container_modes(eng: EngineProcess) -> None:
 
 
 def test_links_on_the_default_bridge(eng: EngineProcess) -> None:
-    ok(eng, "run", "-d", "--name", "db", "busybox", "sleep", "100")
+    ok(eng, "run", "-d", "--name", "db", "-e", "DB_SECRET=s3", "--expose", "5432", "busybox",
+       "sleep", "100")  # fmt: skip
     db_ip = ip_of(eng, "db", "bridge")
+    env = ok(eng, "run", "--rm", "--name", "linker", "--link", "db:database", "busybox", "env")
+    assert "DATABASE_NAME=/linker/database" in env.splitlines()
+    assert f"DATABASE_PORT=tcp://{db_ip}:5432" in env.splitlines()
+    assert f"DATABASE_PORT_5432_TCP_ADDR={db_ip}" in env.splitlines()
+    assert "DATABASE_ENV_DB_SECRET=s3" in env.splitlines()
     short = ok(eng, "inspect", "-f", "{{.Id}}", "db")[:12]
     out = ok(eng, "run", "--rm", "--link", "db:database", "busybox", "sh", "-c",
              "cat /etc/hosts; ping -c1 -W2 database")  # fmt: skip

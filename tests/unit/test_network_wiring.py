@@ -14,7 +14,7 @@ import pytest
 
 from pycompose.engine.config import EngineConfig
 from pycompose.engine.containers.dnswiring import DnsWiring, upstreams_from_env
-from pycompose.engine.containers.links import parse_link
+from pycompose.engine.containers.links import link_env, parse_link
 from pycompose.engine.containers.networking import ContainerNetworking, endpoints_config
 from pycompose.engine.containers.record import ContainerRecord
 from pycompose.engine.errors import Conflict, InvalidArgument, NotFound
@@ -181,6 +181,12 @@ def test_default_bridge_has_no_embedded_dns_and_links_write_hosts(rig: Rig) -> N
         assert list(wired.etc["extra_hosts"]) == [
             ("gw", gateway.gateway), (f"database db {db.short_id}", db_ip),
         ]  # fmt: skip
+        env = wired.config_for({"Env": ["DATABASE_NAME=mine"]})["Env"]
+        assert env == [
+            "DATABASE_NAME=mine", f"DATABASE_PORT=tcp://{db_ip}:80",
+            f"DATABASE_PORT_80_TCP=tcp://{db_ip}:80", f"DATABASE_PORT_80_TCP_ADDR={db_ip}",
+            "DATABASE_PORT_80_TCP_PORT=80", "DATABASE_PORT_80_TCP_PROTO=tcp",
+        ]  # fmt: skip
         db.state.status = "exited"
         await rig.wiring.after_exit(app)
         with pytest.raises(Conflict, match="non running"):
@@ -328,3 +334,21 @@ def test_list_filters_see_networks_and_published_ports(rig: Rig) -> None:
         await rig.dns.aclose()
 
     run(scenario())
+
+
+def test_link_env_matches_docker() -> None:
+    db = ContainerRecord(
+        id="d" * 64, name="db", created="", image_id="", image_name="x",
+        config={"ExposedPorts": {"5432/tcp": {}, "53/udp": {}},
+                "Env": ["PATH=/bin", "POSTGRES_USER=app", "EMPTY="]},
+        host_config={},
+    )  # fmt: skip
+    assert link_env("web", "my-db", db, "10.0.0.5") == [
+        "MY_DB_NAME=/web/my-db",
+        "MY_DB_PORT=udp://10.0.0.5:53",
+        "MY_DB_PORT_53_UDP=udp://10.0.0.5:53", "MY_DB_PORT_53_UDP_ADDR=10.0.0.5",
+        "MY_DB_PORT_53_UDP_PORT=53", "MY_DB_PORT_53_UDP_PROTO=udp",
+        "MY_DB_PORT_5432_TCP=tcp://10.0.0.5:5432", "MY_DB_PORT_5432_TCP_ADDR=10.0.0.5",
+        "MY_DB_PORT_5432_TCP_PORT=5432", "MY_DB_PORT_5432_TCP_PROTO=tcp",
+        "MY_DB_ENV_POSTGRES_USER=app", "MY_DB_ENV_EMPTY=",
+    ]  # fmt: skip

@@ -5,6 +5,9 @@ linked container's address with the alias, the container's name and its short id
 linked container learns nothing (links are one way). On user-defined networks Docker makes
 the link an alias that only the linking container resolves: the same line in its own
 /etc/hosts gives exactly that, so both cases are served here.
+
+On the default bridge a link also sets Docker's environment variables in the linking
+container (``DB_NAME``, ``DB_PORT``, ``DB_PORT_5432_TCP_ADDR``..., ``DB_ENV_<var>``).
 """
 
 from __future__ import annotations
@@ -53,19 +56,41 @@ def _shared_address(mine: Pairs, theirs: Pairs) -> str:
     return ""
 
 
-def link_hosts(
+def _port_sort_key(key: str) -> tuple[int, str]:
+    port, _, proto = key.partition("/")
+    return (int(port) if port.isdigit() else 0, proto or "tcp")
+
+
+def link_env(linker: str, alias: str, other: ContainerRecord, address: str) -> list[str]:
+    """Docker's legacy link variables for one link (``alias`` as the prefix, upper-cased)."""
+    prefix = alias.upper().replace("-", "_")
+    out = [f"{prefix}_NAME=/{linker}/{alias}"]
+    ports = sorted(other.config.get("ExposedPorts") or {}, key=_port_sort_key)
+    for i, key in enumerate(ports):
+        port, _, proto = key.partition("/")
+        proto = proto or "tcp"
+        url = f"{proto}://{address}:{port}"
+        if i == 0:
+            out.append(f"{prefix}_PORT={url}")
+        base = f"{prefix}_PORT_{port}_{proto.upper()}"
+        out += [f"{base}={url}", f"{base}_ADDR={address}", f"{base}_PORT={port}",
+                f"{base}_PROTO={proto}"]  # fmt: skip
+    for entry in other.config.get("Env") or []:
+        key, sep, value = str(entry).partition("=")
+        # Docker leaves out what every image sets anyway.
+        if sep and key not in ("HOME", "PATH"):
+            out.append(f"{prefix}_ENV_{key}={value}")
+    return out
+
+
+def resolve_links(
     record: ContainerRecord,
     mine: Pairs,
     lookup: Callable[[str], ContainerRecord],
     endpoints_of: Callable[[str], Pairs],
-) -> list[tuple[str, str]]:
-    """``(names, ip)`` lines for the linking container's /etc/hosts.
-
-    ``names`` holds the alias, the linked container's name and short id separated by spaces
-    (one hosts line names them all). A linked container that is not running is an error, as
-    in Docker.
-    """
-    out: list[tuple[str, str]] = []
+) -> list[tuple[str, ContainerRecord, str]]:
+    """``(alias, linked container, its address)`` for each link of ``record``."""
+    out: list[tuple[str, ContainerRecord, str]] = []
     for name, alias in parse_links(record.host_config.get("Links")):
         try:
             other = lookup(name)
@@ -78,6 +103,5 @@ def link_hosts(
         address = _shared_address(mine, endpoints_of(other.id))
         if not address:
             raise Conflict(f"Cannot link to /{other.name}: it has no address on a network")
-        names = " ".join(dict.fromkeys([alias, other.name, other.short_id]))
-        out.append((names, address))
+        out.append((alias, other, address))
     return out

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pycompose.engine.containers.dnswiring import DnsWiring, upstreams_from_env
-from pycompose.engine.containers.links import check_links, link_hosts
+from pycompose.engine.containers.links import check_links, link_env, resolve_links
 from pycompose.engine.containers.record import ContainerRecord
 from pycompose.engine.errors import Conflict, InvalidArgument, NotFound
 from pycompose.netns.container import (
@@ -56,6 +56,15 @@ class Wired:
 
     netns_path: str = ""  # "" : the mode needs no namespace from us
     etc: Mapping[str, Any] = field(default_factory=dict)  # EtcParams fields to override
+    env: tuple[str, ...] = ()  # legacy link variables
+
+    def config_for(self, config: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The container's Config with the link variables its own Env does not set."""
+        if not self.env:
+            return config
+        user = list(config.get("Env") or [])
+        keys = {entry.partition("=")[0] for entry in user}
+        return {**config, "Env": user + [e for e in self.env if e.partition("=")[0] not in keys]}
 
 
 def _blank_endpoint(network_id: str = "") -> dict[str, Any]:
@@ -154,7 +163,7 @@ class ContainerNetworking:
         try:
             settings, pairs = await asyncio.to_thread(self._state, record, net.netns_path)
             links = await asyncio.to_thread(
-                link_hosts, record, pairs, self.mgr.get, self.networks.endpoints
+                resolve_links, record, pairs, self.mgr.get, self.networks.endpoints
             )
             await self.dns.container_up(record, pairs, net.netns_path)
         except BaseException:
@@ -163,10 +172,16 @@ class ContainerNetworking:
         record.network_settings.update(settings)
         record.network_settings["PortSummary"] = port_summary(net.ports)
         self.mgr.store.save(record)
+        hosts = [(" ".join(dict.fromkeys([alias, other.name, other.short_id])), ip)
+                 for alias, other, ip in links]  # fmt: skip
+        # Link variables are the legacy bridge's; on user networks a link is only a name.
+        env = [] if net.embedded_dns else [
+            v for alias, other, ip in links for v in link_env(record.name, alias, other, ip)
+        ]  # fmt: skip
         return Wired(net.netns_path, {
-            "extra_hosts": tuple(extra + links), "addresses": net.addresses,
+            "extra_hosts": tuple(extra + hosts), "addresses": net.addresses,
             "embedded_dns": net.embedded_dns,
-        })  # fmt: skip
+        }, tuple(env))  # fmt: skip
 
     async def _shared(self, mode: str) -> dict[str, Any]:
         # container:<ref> lives in the other container's namespace: its addresses name this

@@ -149,7 +149,8 @@ class Runner:
                             netns=wired.netns_path if wired is not None else "",
                             mounts=staged)  # fmt: skip
         warnings: list[str] = []
-        spec = build_spec(spec_params(record.id, record.config, record.host_config, rc), warnings)
+        config = wired.config_for(record.config) if wired is not None else record.config
+        spec = build_spec(spec_params(record.id, config, record.host_config, rc), warnings)
         tmp = directory / "config.json.tmp"
         tmp.write_text(json.dumps(spec))
         os.replace(tmp, directory / "config.json")
