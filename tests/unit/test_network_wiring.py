@@ -352,3 +352,20 @@ def test_link_env_matches_docker() -> None:
         "MY_DB_PORT_5432_TCP_PORT=5432", "MY_DB_PORT_5432_TCP_PROTO=tcp",
         "MY_DB_ENV_POSTGRES_USER=app", "MY_DB_ENV_EMPTY=",
     ]  # fmt: skip
+
+
+def test_readopt_with_a_port_taken_meanwhile_still_serves_dns(rig: Rig) -> None:
+    async def scenario() -> None:
+        web = container(rig, "web", "mynet")
+        await rig.wiring.before_start(web)
+        await rig.wiring.dns.container_down(web.id)
+        web.network_settings["PortSummary"] = [
+            {"IP": "0.0.0.0", "PrivatePort": 80, "PublicPort": 6666, "Type": "tcp"}
+        ]
+        await rig.wiring.readopt(web)
+        assert rig.dns.endpoints() == {web.id}
+        assert web.network_settings["PortSummary"] == []
+        await rig.wiring.after_exit(web)
+        await rig.dns.aclose()
+
+    run(scenario())

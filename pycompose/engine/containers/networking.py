@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from pycompose.engine.containers.dnswiring import DnsWiring, upstreams_from_env
 from pycompose.engine.containers.links import check_links, link_env, resolve_links
 from pycompose.engine.containers.record import ContainerRecord
-from pycompose.engine.errors import Conflict, InvalidArgument, NotFound
+from pycompose.engine.errors import Conflict, EngineError, InvalidArgument, NotFound
 from pycompose.netns.container import (
     ContainerNetworkRequest,
     connect_container,
@@ -231,10 +231,16 @@ class ContainerNetworking:
                         int(p["PublicPort"]))
             for p in record.network_settings.get("PortSummary") or []
         ]  # fmt: skip
-        if bindings:
-            bound = await asyncio.to_thread(self.networks.publish, record.id, bindings)
-            record.network_settings["PortSummary"] = port_summary(bound)
         await self.dns.container_up(record, pairs, path)
+        if bindings:
+            try:
+                bound = await asyncio.to_thread(self.networks.publish, record.id, bindings)
+            except EngineError as err:  # a host process took the port while we were down
+                log.warning("container %s: its ports are not published again: %s",
+                            record.short_id, err)  # fmt: skip
+                bound = []
+            record.network_settings["PortSummary"] = port_summary(bound)
+            self.mgr.store.save(record)
 
     # -- network connect / disconnect (ContainerConnector) ---------------------------------
 
