@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
-import click
-
+from pycompose.cli import framework as fw
 from pycompose.compose.discovery import ProjectOptions
 
 
@@ -45,23 +45,23 @@ def _hashes(selection: str, services: dict[str, Any]) -> list[str]:
     return lines
 
 
-@click.command("config")
-@click.argument("services", nargs=-1)
-@click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml")
-@click.option("-q", "--quiet", is_flag=True, help="Only validate the configuration.")
-@click.option("--services", "list_services", is_flag=True, help="Print the service names.")
-@click.option("--volumes", "list_volumes", is_flag=True, help="Print the volume names.")
-@click.option("--networks", "list_networks", is_flag=True, help="Print the network names.")
-@click.option("--profiles", "list_profiles", is_flag=True, help="Print the profile names.")
-@click.option("--images", "list_images", is_flag=True, help="Print the image names.")
-@click.option("--hash", "hash_services", help='Print the config hash of services ("*" for all).')
-@click.option("--environment", "list_environment", is_flag=True, help="Print the environment.")
-@click.option("--no-interpolate", is_flag=True, help="Do not interpolate variables.")
-@click.option("--no-normalize", is_flag=True, help="Do not normalise to the canonical form.")
-@click.option("--no-path-resolution", is_flag=True, help="Keep relative paths as written.")
-@click.option("--no-consistency", is_flag=True, help="Skip the semantic checks.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file.")
-@click.pass_obj
+@fw.command("config")
+@fw.argument("services", nargs=-1)
+@fw.option("--format", "fmt", choices=["yaml", "json"], default="yaml")
+@fw.option("-q", "--quiet", is_flag=True, help="Only validate the configuration.")
+@fw.option("--services", "list_services", is_flag=True, help="Print the service names.")
+@fw.option("--volumes", "list_volumes", is_flag=True, help="Print the volume names.")
+@fw.option("--networks", "list_networks", is_flag=True, help="Print the network names.")
+@fw.option("--profiles", "list_profiles", is_flag=True, help="Print the profile names.")
+@fw.option("--images", "list_images", is_flag=True, help="Print the image names.")
+@fw.option("--hash", "hash_services", help='Print the config hash of services ("*" for all).')
+@fw.option("--environment", "list_environment", is_flag=True, help="Print the environment.")
+@fw.option("--no-interpolate", is_flag=True, help="Do not interpolate variables.")
+@fw.option("--no-normalize", is_flag=True, help="Do not normalise to the canonical form.")
+@fw.option("--no-path-resolution", is_flag=True, help="Keep relative paths as written.")
+@fw.option("--no-consistency", is_flag=True, help="Skip the semantic checks.")
+@fw.option("-o", "--output", help="Write to this file.")
+@fw.pass_obj
 def config(
     options: ProjectOptions,
     services: tuple[str, ...],
@@ -83,8 +83,11 @@ def config(
     """Parse, resolve and render the compose file in canonical form."""
     from pycompose.compose.loader import LoadOptions, load
 
+    if output and os.path.isdir(output):
+        raise fw.UsageError(f"argument -o/--output: {output!r} is a directory")
+
     def warn(message: str) -> None:
-        click.echo(f"WARN {message}", err=True)
+        fw.echo(f"WARN {message}", err=True)
 
     # compose lists services, volumes, networks and hashes for the whole project, whatever
     # services are named; the other outputs are narrowed to the named ones.

@@ -10,8 +10,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import click
-
+from pycompose.cli import framework as fw
 from pycompose.cli.engine_cmd import config_options
 from pycompose.engine.errors import EngineError
 from pycompose.errors import PycomposeError
@@ -57,7 +56,7 @@ def daemon_errors(exit_code: int = 1) -> Iterator[None]:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
-        raise click.exceptions.Exit(141) from None
+        raise fw.Exit(141) from None
     except OSError as err:
         raise CliError(f"error during connect: {err}", exit_code) from err
 
@@ -97,13 +96,13 @@ def for_each(names: Iterable[str], action: Callable[[str], None], echo: bool = T
             with daemon_errors():
                 action(name)
         except CliError as err:
-            click.echo(str(err), err=True)
+            fw.echo(str(err), err=True)
             failed = True
             continue
         if echo:
-            click.echo(name)
+            fw.echo(name)
     if failed:
-        raise click.exceptions.Exit(1)
+        raise fw.Exit(1)
 
 
 def parse_filters(values: Iterable[str]) -> dict[str, list[str]]:
@@ -112,7 +111,7 @@ def parse_filters(values: Iterable[str]) -> dict[str, list[str]]:
     for item in values:
         key, eq, value = item.partition("=")
         if not eq or not key:
-            raise click.UsageError(f"bad format of filter (expected name=value): {item}")
+            raise fw.UsageError(f"bad format of filter (expected name=value): {item}")
         out.setdefault(key.strip().lower(), []).append(value)
     return out
 

@@ -14,8 +14,7 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-import click
-
+from pycompose.cli import framework as fw
 from pycompose.cli.container_base import CliError, engine_command, for_each, parse_filters
 from pycompose.cli.container_files import commit, cp, export
 from pycompose.cli.container_ps import container_inspect, ps, top
@@ -49,17 +48,17 @@ def api_timestamp(value: str, now: float | None = None) -> str:
     return f"{secs}.{round((ts - secs) * 1e9):09d}"
 
 
-@click.group()
+@fw.group()
 def container() -> None:
     """Manage containers."""
 
 
-@click.command("stop")
+@fw.command("stop")
 @engine_command()
-@click.argument("containers", nargs=-1, required=True)
-@click.option("-t", "--time", "--timeout", "timeout", type=int, default=None,
+@fw.argument("containers", nargs=-1, required=True)
+@fw.option("-t", "--time", "--timeout", "timeout", type=int, default=None,
               help="Seconds to wait before killing the container.")
-@click.option("-s", "--signal", "sig", default=None, help="Signal to send to the container.")
+@fw.option("-s", "--signal", "sig", default=None, help="Signal to send to the container.")
 def stop(client: EngineClient, containers: tuple[str, ...], timeout: int | None,
          sig: str | None) -> None:
     """Stop one or more running containers."""
@@ -67,12 +66,12 @@ def stop(client: EngineClient, containers: tuple[str, ...], timeout: int | None,
     for_each(containers, lambda n: client.post(f"/containers/{n}/stop", query=query))
 
 
-@click.command("restart")
+@fw.command("restart")
 @engine_command()
-@click.argument("containers", nargs=-1, required=True)
-@click.option("-t", "--time", "--timeout", "timeout", type=int, default=None,
+@fw.argument("containers", nargs=-1, required=True)
+@fw.option("-t", "--time", "--timeout", "timeout", type=int, default=None,
               help="Seconds to wait before killing the container.")
-@click.option("-s", "--signal", "sig", default=None, help="Signal to send to the container.")
+@fw.option("-s", "--signal", "sig", default=None, help="Signal to send to the container.")
 def restart(client: EngineClient, containers: tuple[str, ...], timeout: int | None,
             sig: str | None) -> None:
     """Restart one or more containers."""
@@ -80,21 +79,21 @@ def restart(client: EngineClient, containers: tuple[str, ...], timeout: int | No
     for_each(containers, lambda n: client.post(f"/containers/{n}/restart", query=query))
 
 
-@click.command("kill")
+@fw.command("kill")
 @engine_command()
-@click.argument("containers", nargs=-1, required=True)
-@click.option("-s", "--signal", "sig", default=None, help="Signal to send to the container.")
+@fw.argument("containers", nargs=-1, required=True)
+@fw.option("-s", "--signal", "sig", default=None, help="Signal to send to the container.")
 def kill(client: EngineClient, containers: tuple[str, ...], sig: str | None) -> None:
     """Kill one or more running containers."""
     for_each(containers, lambda n: client.post(f"/containers/{n}/kill", query={"signal": sig}))
 
 
-@click.command("rm")
+@fw.command("rm")
 @engine_command()
-@click.argument("containers", nargs=-1, required=True)
-@click.option("-f", "--force", is_flag=True, help="Force the removal of a running container.")
-@click.option("-v", "--volumes", is_flag=True, help="Remove anonymous volumes too.")
-@click.option("-l", "--link", is_flag=True, help="Remove the specified link.")
+@fw.argument("containers", nargs=-1, required=True)
+@fw.option("-f", "--force", is_flag=True, help="Force the removal of a running container.")
+@fw.option("-v", "--volumes", is_flag=True, help="Remove anonymous volumes too.")
+@fw.option("-l", "--link", is_flag=True, help="Remove the specified link.")
 def rm(client: EngineClient, containers: tuple[str, ...], force: bool, volumes: bool,
        link: bool) -> None:
     """Remove one or more containers."""
@@ -102,40 +101,40 @@ def rm(client: EngineClient, containers: tuple[str, ...], force: bool, volumes: 
     for_each(containers, lambda n: client.delete(f"/containers/{n}", query=query))
 
 
-@click.command("pause")
+@fw.command("pause")
 @engine_command()
-@click.argument("containers", nargs=-1, required=True)
+@fw.argument("containers", nargs=-1, required=True)
 def pause(client: EngineClient, containers: tuple[str, ...]) -> None:
     """Pause all processes within one or more containers."""
     for_each(containers, lambda n: client.post(f"/containers/{n}/pause"))
 
 
-@click.command("unpause")
+@fw.command("unpause")
 @engine_command()
-@click.argument("containers", nargs=-1, required=True)
+@fw.argument("containers", nargs=-1, required=True)
 def unpause(client: EngineClient, containers: tuple[str, ...]) -> None:
     """Unpause all processes within one or more containers."""
     for_each(containers, lambda n: client.post(f"/containers/{n}/unpause"))
 
 
-@click.command("wait")
+@fw.command("wait")
 @engine_command()
-@click.argument("containers", nargs=-1, required=True)
+@fw.argument("containers", nargs=-1, required=True)
 def wait(client: EngineClient, containers: tuple[str, ...]) -> None:
     """Block until one or more containers stop, then print their exit codes."""
 
     def one(name: str) -> None:
         with client.request("POST", f"/containers/{name}/wait", timeout=None) as resp:
             result = resp.json() or {}
-        click.echo(str(result.get("StatusCode", 0)))
+        fw.echo(str(result.get("StatusCode", 0)))
 
     for_each(containers, one, echo=False)
 
 
-@click.command("rename")
+@fw.command("rename")
 @engine_command()
-@click.argument("container")
-@click.argument("new_name")
+@fw.argument("container")
+@fw.argument("new_name")
 def rename(client: EngineClient, container: str, new_name: str) -> None:
     """Rename a container."""
     if not new_name.strip():
@@ -143,15 +142,15 @@ def rename(client: EngineClient, container: str, new_name: str) -> None:
     client.post(f"/containers/{container}/rename", query={"name": new_name})
 
 
-@click.command("logs")
+@fw.command("logs")
 @engine_command()
-@click.argument("container")
-@click.option("-f", "--follow", is_flag=True, help="Follow log output.")
-@click.option("-n", "--tail", default="all", help="Number of lines to show from the end.")
-@click.option("-t", "--timestamps", is_flag=True, help="Show timestamps.")
-@click.option("--since", default=None, help="Logs since a timestamp or relative (42m).")
-@click.option("--until", default=None, help="Logs before a timestamp or relative (42m).")
-@click.option("--details", is_flag=True, help="Show extra details provided to logs.")
+@fw.argument("container")
+@fw.option("-f", "--follow", is_flag=True, help="Follow log output.")
+@fw.option("-n", "--tail", default="all", help="Number of lines to show from the end.")
+@fw.option("-t", "--timestamps", is_flag=True, help="Show timestamps.")
+@fw.option("--since", default=None, help="Logs since a timestamp or relative (42m).")
+@fw.option("--until", default=None, help="Logs before a timestamp or relative (42m).")
+@fw.option("--details", is_flag=True, help="Show extra details provided to logs.")
 def logs(client: EngineClient, container: str, follow: bool, tail: str, timestamps: bool,
          since: str | None, until: str | None, details: bool) -> None:
     """Fetch the logs of a container."""
@@ -169,28 +168,28 @@ def logs(client: EngineClient, container: str, follow: bool, tail: str, timestam
         pump_frames(resp, tty=tty, stdout_fd=1, stderr_fd=2, write=os.write)
 
 
-@click.command("prune")
+@fw.command("prune")
 @engine_command()
-@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
-@click.option("--filter", "filters", multiple=True, help="Provide filter values (until=24h).")
+@fw.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
+@fw.option("--filter", "filters", multiple=True, help="Provide filter values (until=24h).")
 def prune(client: EngineClient, force: bool, filters: tuple[str, ...]) -> None:
     """Remove all stopped containers."""
     from pycompose.cli.render import human_size
 
-    if not force and not click.confirm("WARNING! This will remove all stopped containers.\n"
+    if not force and not fw.confirm("WARNING! This will remove all stopped containers.\n"
                                        "Are you sure you want to continue?", default=False):
         return
     result = client.post("/containers/prune", query={"filters": parse_filters(filters) or None})
     deleted = result.get("ContainersDeleted") or []
     if deleted:
-        click.echo("Deleted Containers:")
+        fw.echo("Deleted Containers:")
         for ident in deleted:
-            click.echo(ident)
-        click.echo("")
-    click.echo(f"Total reclaimed space: {human_size(int(result.get('SpaceReclaimed') or 0))}")
+            fw.echo(ident)
+        fw.echo("")
+    fw.echo(f"Total reclaimed space: {human_size(int(result.get('SpaceReclaimed') or 0))}")
 
 
-_SUBCOMMANDS: dict[str, click.Command] = {
+_SUBCOMMANDS: dict[str, fw.Command] = {
     "run": run, "create": create, "start": start, "stop": stop, "restart": restart,
     "kill": kill, "rm": rm, "ls": ps, "logs": logs, "exec": exec_, "top": top,
     "inspect": container_inspect, "wait": wait, "pause": pause, "unpause": unpause, "cp": cp,

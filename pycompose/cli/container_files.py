@@ -16,8 +16,7 @@ import sys
 import tarfile
 from typing import TYPE_CHECKING, Any
 
-import click
-
+from pycompose.cli import framework as fw
 from pycompose.cli.container_base import CliError, engine_command, write_out
 
 if TYPE_CHECKING:
@@ -167,13 +166,13 @@ def copy_to(client: EngineClient, container: str, src: str, dest: str,
     return len(data)
 
 
-@click.command("cp")
+@fw.command("cp")
 @engine_command()
-@click.argument("source")
-@click.argument("destination")
-@click.option("-a", "--archive", is_flag=True, help="Archive mode (copy all uid/gid info).")
-@click.option("-L", "--follow-link", is_flag=True, help="Always follow symbol link in SRC_PATH.")
-@click.option("-q", "--quiet", is_flag=True, help="Suppress progress output.")
+@fw.argument("source")
+@fw.argument("destination")
+@fw.option("-a", "--archive", is_flag=True, help="Archive mode (copy all uid/gid info).")
+@fw.option("-L", "--follow-link", is_flag=True, help="Always follow symbol link in SRC_PATH.")
+@fw.option("-q", "--quiet", is_flag=True, help="Suppress progress output.")
 def cp(client: EngineClient, source: str, destination: str, archive: bool, follow_link: bool,
        quiet: bool) -> None:
     """Copy files/folders between a container and the local filesystem."""
@@ -195,13 +194,13 @@ def cp(client: EngineClient, source: str, destination: str, archive: bool, follo
         size = copy_to(client, dst_ctr, src, dest, archive)
         where = f"{dst_ctr}:{dest}"
     if not quiet and dest != "-" and sys.stderr.isatty():  # docker: only on a terminal
-        click.echo(f"Successfully copied {human_size(size)} to {where}", err=True)
+        fw.echo(f"Successfully copied {human_size(size)} to {where}", err=True)
 
 
-@click.command("export")
+@fw.command("export")
 @engine_command()
-@click.argument("container")
-@click.option("-o", "--output", default=None, help="Write to a file, instead of STDOUT.")
+@fw.argument("container")
+@fw.option("-o", "--output", default=None, help="Write to a file, instead of STDOUT.")
 def export(client: EngineClient, container: str, output: str | None) -> None:
     """Export a container's filesystem as a tar archive."""
     if output is None and sys.stdout.isatty():
@@ -230,14 +229,14 @@ def split_repo_tag(reference: str) -> tuple[str, str]:
     return repo, tag
 
 
-@click.command("commit")
+@fw.command("commit")
 @engine_command()
-@click.argument("container")
-@click.argument("repository", required=False)
-@click.option("-a", "--author", default="", help='Author (e.g. "John <john@x.org>").')
-@click.option("-c", "--change", "changes", multiple=True, help="Apply Dockerfile instruction.")
-@click.option("-m", "--message", default="", help="Commit message.")
-@click.option("--pause/--no-pause", default=True, help="Pause container during commit.")
+@fw.argument("container")
+@fw.argument("repository", required=False)
+@fw.option("-a", "--author", default="", help='Author (e.g. "John <john@x.org>").')
+@fw.option("-c", "--change", "changes", multiple=True, help="Apply Dockerfile instruction.")
+@fw.option("-m", "--message", default="", help="Commit message.")
+@fw.option("--pause/--no-pause", default=True, help="Pause container during commit.")
 def commit(client: EngineClient, container: str, repository: str | None, author: str,
            changes: tuple[str, ...], message: str, pause: bool) -> None:
     """Create a new image from a container's changes."""
@@ -246,4 +245,4 @@ def commit(client: EngineClient, container: str, repository: str | None, author:
                              "comment": message or None, "author": author or None,
                              "pause": pause, "changes": list(changes) or None}
     result = client.post("/commit", body={}, query=query)
-    click.echo(str(result.get("Id", "")))
+    fw.echo(str(result.get("Id", "")))

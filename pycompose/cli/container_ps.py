@@ -9,8 +9,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import click
-
+from pycompose.cli import framework as fw
 from pycompose.cli import render
 from pycompose.cli.container_base import CliError, engine_command, parse_filters
 from pycompose.engine.errors import NotFound
@@ -148,16 +147,16 @@ def wants_size(fmt: str | None) -> bool:
         ".Size" in str(fmt) or re.search(r"json\s+\.\s*}}", str(fmt)) is not None)
 
 
-@click.command("ls")
+@fw.command("ls")
 @engine_command()
-@click.option("-a", "--all", "show_all", is_flag=True, help="Show all containers.")
-@click.option("-q", "--quiet", is_flag=True, help="Only display container IDs.")
-@click.option("-n", "--last", type=int, default=-1, help="Show n last created containers.")
-@click.option("-l", "--latest", is_flag=True, help="Show the latest created container.")
-@click.option("-s", "--size", is_flag=True, help="Display total file sizes.")
-@click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
-@click.option("-f", "--filter", "filters", multiple=True, help="Filter output (key=value).")
-@click.option("--format", "fmt", default=None, help="table, json, or a Go template.")
+@fw.option("-a", "--all", "show_all", is_flag=True, help="Show all containers.")
+@fw.option("-q", "--quiet", is_flag=True, help="Only display container IDs.")
+@fw.option("-n", "--last", type=int, default=-1, help="Show n last created containers.")
+@fw.option("-l", "--latest", is_flag=True, help="Show the latest created container.")
+@fw.option("-s", "--size", is_flag=True, help="Display total file sizes.")
+@fw.option("--no-trunc", is_flag=True, help="Don't truncate output.")
+@fw.option("-f", "--filter", "filters", multiple=True, help="Filter output (key=value).")
+@fw.option("--format", "fmt", default=None, help="table, json, or a Go template.")
 def ps(client: EngineClient, show_all: bool, quiet: bool, last: int, latest: bool, size: bool,
        no_trunc: bool, filters: tuple[str, ...], fmt: str | None) -> None:
     """List containers."""
@@ -168,7 +167,7 @@ def ps(client: EngineClient, show_all: bool, quiet: bool, last: int, latest: boo
     containers = client.get("/containers/json", query=query)
     text = render_ps(containers, ps_format(fmt, quiet, size), trunc=not no_trunc)
     if text:
-        click.echo(text)
+        fw.echo(text)
 
 
 def _inspect_one(client: EngineClient, name: str, kind: str | None, size: bool) -> Any:
@@ -203,15 +202,15 @@ def render_inspect(objects: list[Any], fmt: str | None) -> str:
         raise CliError(f"template parsing error: {err}") from err
 
 
-def inspect_command(kind: str | None) -> click.Command:
+def inspect_command(kind: str | None) -> fw.Command:
     """``inspect`` for containers only (``container inspect``) or any object (top level)."""
 
-    @click.command("inspect")
+    @fw.command("inspect")
     @engine_command()
-    @click.argument("names", nargs=-1, required=True)
-    @click.option("-f", "--format", "fmt", default=None, help="Format with a Go template.")
-    @click.option("-s", "--size", is_flag=True, help="Display total file sizes.")
-    @click.option("--type", "type_", default=None, help="Only this type of object.")
+    @fw.argument("names", nargs=-1, required=True)
+    @fw.option("-f", "--format", "fmt", default=None, help="Format with a Go template.")
+    @fw.option("-s", "--size", is_flag=True, help="Display total file sizes.")
+    @fw.option("--type", "type_", default=None, help="Only this type of object.")
     def inspect(client: EngineClient, names: tuple[str, ...], fmt: str | None, size: bool,
                 type_: str | None) -> None:
         """Display detailed information on one or more containers."""
@@ -225,14 +224,14 @@ def inspect_command(kind: str | None) -> click.Command:
                 errors.append(str(err))
         if objects or not fmt:  # docker prints "[]" even when nothing was found
             try:
-                click.echo(render_inspect(objects, fmt))
+                fw.echo(render_inspect(objects, fmt))
             except CliError:
-                click.echo("")  # docker ends the (empty) output before the error
+                fw.echo("")  # docker ends the (empty) output before the error
                 raise
         for message in errors:
-            click.echo(message, err=True)
+            fw.echo(message, err=True)
         if errors:
-            raise click.exceptions.Exit(1)
+            raise fw.Exit(1)
 
     return inspect
 
@@ -248,12 +247,11 @@ def render_top(result: Mapping[str, Any]) -> str:
     return render.tabwrite(rows, minwidth=20, padding=3)
 
 
-@click.command("top", context_settings={"allow_interspersed_args": False,
-                                         "ignore_unknown_options": True})
+@fw.command("top", interspersed=False)
 @engine_command()
-@click.argument("container")
-@click.argument("ps_args", nargs=-1, type=click.UNPROCESSED)
+@fw.argument("container")
+@fw.argument("ps_args", nargs=-1, type=fw.UNPROCESSED)
 def top(client: EngineClient, container: str, ps_args: tuple[str, ...]) -> None:
     """Display the running processes of a container."""
     query = {"ps_args": " ".join(ps_args)} if ps_args else None
-    click.echo(render_top(client.get(f"/containers/{container}/top", query=query)))
+    fw.echo(render_top(client.get(f"/containers/{container}/top", query=query)))

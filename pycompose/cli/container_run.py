@@ -16,8 +16,7 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-import click
-
+from pycompose.cli import framework as fw
 from pycompose.cli.container_base import CliError, daemon_message, engine_command
 from pycompose.cli.container_opts import CreateRequest, RunOptions, create_request
 from pycompose.cli.container_parse import OptionError
@@ -27,9 +26,9 @@ if TYPE_CHECKING:
     from pycompose.engine.client import ClientResponse, EngineClient, HijackedConnection
 
 # Options end at the image (or container): what follows is the command and its own flags.
-_POSITIONAL_TAIL: dict[str, Any] = {"allow_interspersed_args": False}
-# -h is --hostname in run and create, as in docker.
-_NO_HELP_SHORT: dict[str, Any] = {"help_option_names": ["--help"], **_POSITIONAL_TAIL}
+# -h is --hostname in run and create, as in docker; their bad flags end with status 125.
+_RUN_LIKE: dict[str, Any] = {"help_flags": ["--help"], "interspersed": False,
+                             "usage_exit_code": 125}
 
 
 def start_exit_code(message: str) -> int:
@@ -80,7 +79,7 @@ def pull_image(client: EngineClient, image: str, platform: str | None) -> None:
             if event.get("progressDetail") and event["status"] in ("Downloading", "Extracting"):
                 continue  # a bar: docker leaves those out when stderr is not a terminal
             ident = event.get("id")
-            click.echo(f"{ident}: {event['status']}" if ident else event["status"], err=True)
+            fw.echo(f"{ident}: {event['status']}" if ident else event["status"], err=True)
 
 
 def create_container(client: EngineClient, req: CreateRequest, image: str, pull: str,
@@ -94,11 +93,11 @@ def create_container(client: EngineClient, req: CreateRequest, image: str, pull:
         if pull != "missing" or "image" not in str(err).lower():
             raise
         shown = image if ":" in image.rsplit("/", 1)[-1] or "@" in image else f"{image}:latest"
-        click.echo(f"Unable to find image '{shown}' locally", err=True)
+        fw.echo(f"Unable to find image '{shown}' locally", err=True)
         pull_image(client, image, platform)
         result = client.post("/containers/create", body=req.body, query=req.query)
     for warning in result.get("Warnings") or []:
-        click.echo(f"WARNING: {warning}", err=True)
+        fw.echo(f"WARNING: {warning}", err=True)
     return str(result["Id"])
 
 
@@ -117,7 +116,7 @@ def wait_result(resp: ClientResponse) -> int:
         result = resp.json() or {}
     error = result.get("Error") or {}
     if error.get("Message"):
-        click.echo(f"Error waiting for container: {error['Message']}", err=True)
+        fw.echo(f"Error waiting for container: {error['Message']}", err=True)
         return 125
     return int(result.get("StatusCode", 0))
 
@@ -212,75 +211,64 @@ def still_running(client: EngineClient, cid: str, grace: float = 1.0) -> bool:
 def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """The flags ``run`` and ``create`` share (docker's names)."""
     opts = [
-        click.argument("image"),
-        click.argument("command", nargs=-1, type=click.UNPROCESSED),
-        click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open."),
-        click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY."),
-        click.option("--name", help="Assign a name to the container."),
-        click.option("--rm", is_flag=True, help="Remove the container when it exits."),
-        click.option("-e", "--env", multiple=True, help="Set environment variables."),
-        click.option("--env-file", multiple=True, help="Read in a file of environment variables."),
-        click.option("-v", "--volume", multiple=True, help="Bind mount a volume."),
-        click.option("--mount", multiple=True, help="Attach a filesystem mount."),
-        click.option("--tmpfs", multiple=True, help="Mount a tmpfs directory."),
-        click.option("-p", "--publish", multiple=True, help="Publish a container's port(s)."),
-        click.option("-P", "--publish-all", is_flag=True, help="Publish all exposed ports."),
-        click.option("--network", "--net", "network", help="Connect to a network."),
-        click.option("--entrypoint", help="Overwrite the default ENTRYPOINT of the image."),
-        click.option("-w", "--workdir", default="", help="Working directory inside."),
-        click.option("-u", "--user", default="", help="Username or UID (name|uid[:group|gid])."),
-        click.option("--init", is_flag=True, help="Run an init inside the container."),
-        click.option("--restart", default="no", help="Restart policy."),
-        click.option("-l", "--label", multiple=True, help="Set meta data on a container."),
-        click.option("-h", "--hostname", default="", help="Container host name."),
-        click.option("--cap-add", multiple=True, help="Add Linux capabilities."),
-        click.option("--cap-drop", multiple=True, help="Drop Linux capabilities."),
-        click.option("--privileged", is_flag=True, help="Give extended privileges."),
-        click.option("--read-only", is_flag=True, help="Mount the root filesystem read-only."),
-        click.option("-m", "--memory", help="Memory limit."),
-        click.option("--cpus", help="Number of CPUs."),
-        click.option("--pids-limit", type=int, help="Tune container pids limit (-1 unlimited)."),
-        click.option("--ulimit", multiple=True, help="Ulimit options."),
-        click.option("--security-opt", multiple=True, help="Security options."),
-        click.option("--add-host", multiple=True, help="Add a custom host-to-IP mapping."),
-        click.option("--dns", multiple=True, help="Set custom DNS servers."),
-        click.option("--link", multiple=True, help="Add link to another container."),
-        click.option("--stop-signal", help="Signal to stop the container."),
-        click.option("--stop-timeout", type=int, help="Timeout (in seconds) to stop."),
-        click.option("--shm-size", help="Size of /dev/shm."),
-        click.option("--platform", help="Set platform if server is multi-platform capable."),
-        click.option("--pull", default="missing", help='Pull image before running '
+        fw.argument("image"),
+        fw.argument("command", nargs=-1, type=fw.UNPROCESSED),
+        fw.option("-i", "--interactive", is_flag=True, help="Keep STDIN open."),
+        fw.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY."),
+        fw.option("--name", help="Assign a name to the container."),
+        fw.option("--rm", is_flag=True, help="Remove the container when it exits."),
+        fw.option("-e", "--env", multiple=True, help="Set environment variables."),
+        fw.option("--env-file", multiple=True, help="Read in a file of environment variables."),
+        fw.option("-v", "--volume", multiple=True, help="Bind mount a volume."),
+        fw.option("--mount", multiple=True, help="Attach a filesystem mount."),
+        fw.option("--tmpfs", multiple=True, help="Mount a tmpfs directory."),
+        fw.option("-p", "--publish", multiple=True, help="Publish a container's port(s)."),
+        fw.option("-P", "--publish-all", is_flag=True, help="Publish all exposed ports."),
+        fw.option("--network", "--net", "network", help="Connect to a network."),
+        fw.option("--entrypoint", help="Overwrite the default ENTRYPOINT of the image."),
+        fw.option("-w", "--workdir", default="", help="Working directory inside."),
+        fw.option("-u", "--user", default="", help="Username or UID (name|uid[:group|gid])."),
+        fw.option("--init", is_flag=True, help="Run an init inside the container."),
+        fw.option("--restart", default="no", help="Restart policy."),
+        fw.option("-l", "--label", multiple=True, help="Set meta data on a container."),
+        fw.option("-h", "--hostname", default="", help="Container host name."),
+        fw.option("--cap-add", multiple=True, help="Add Linux capabilities."),
+        fw.option("--cap-drop", multiple=True, help="Drop Linux capabilities."),
+        fw.option("--privileged", is_flag=True, help="Give extended privileges."),
+        fw.option("--read-only", is_flag=True, help="Mount the root filesystem read-only."),
+        fw.option("-m", "--memory", help="Memory limit."),
+        fw.option("--cpus", help="Number of CPUs."),
+        fw.option("--pids-limit", type=int, help="Tune container pids limit (-1 unlimited)."),
+        fw.option("--ulimit", multiple=True, help="Ulimit options."),
+        fw.option("--security-opt", multiple=True, help="Security options."),
+        fw.option("--add-host", multiple=True, help="Add a custom host-to-IP mapping."),
+        fw.option("--dns", multiple=True, help="Set custom DNS servers."),
+        fw.option("--link", multiple=True, help="Add link to another container."),
+        fw.option("--stop-signal", help="Signal to stop the container."),
+        fw.option("--stop-timeout", type=int, help="Timeout (in seconds) to stop."),
+        fw.option("--shm-size", help="Size of /dev/shm."),
+        fw.option("--platform", help="Set platform if server is multi-platform capable."),
+        fw.option("--pull", default="missing", help='Pull image before running '
                      '("always", "missing", "never").'),
-        click.option("--expose", multiple=True, help="Expose a port or a range of ports."),
-        click.option("--label-file", multiple=True, help="Read in a file of labels."),
-        click.option("--dns-search", multiple=True, help="Set custom DNS search domains."),
-        click.option("--dns-option", multiple=True, help="Set DNS options."),
-        click.option("--group-add", multiple=True, help="Add additional groups to join."),
-        click.option("--sysctl", multiple=True, help="Sysctl options (key=value)."),
-        click.option("--volumes-from", multiple=True, help="Mount volumes from a container."),
-        click.option("--log-driver", default="", help="Logging driver for the container."),
-        click.option("--log-opt", multiple=True, help="Log driver options (key=value)."),
-        click.option("--health-cmd", help="Command to run to check health."),
-        click.option("--health-interval", help="Time between running the check (e.g. 30s)."),
-        click.option("--health-timeout", help="Maximum time to allow one check to run."),
-        click.option("--health-start-period", help="Start period before counting retries."),
-        click.option("--health-retries", type=int, help="Failures needed to report unhealthy."),
-        click.option("--no-healthcheck", is_flag=True, help="Disable any HEALTHCHECK."),
+        fw.option("--expose", multiple=True, help="Expose a port or a range of ports."),
+        fw.option("--label-file", multiple=True, help="Read in a file of labels."),
+        fw.option("--dns-search", multiple=True, help="Set custom DNS search domains."),
+        fw.option("--dns-option", multiple=True, help="Set DNS options."),
+        fw.option("--group-add", multiple=True, help="Add additional groups to join."),
+        fw.option("--sysctl", multiple=True, help="Sysctl options (key=value)."),
+        fw.option("--volumes-from", multiple=True, help="Mount volumes from a container."),
+        fw.option("--log-driver", default="", help="Logging driver for the container."),
+        fw.option("--log-opt", multiple=True, help="Log driver options (key=value)."),
+        fw.option("--health-cmd", help="Command to run to check health."),
+        fw.option("--health-interval", help="Time between running the check (e.g. 30s)."),
+        fw.option("--health-timeout", help="Maximum time to allow one check to run."),
+        fw.option("--health-start-period", help="Start period before counting retries."),
+        fw.option("--health-retries", type=int, help="Failures needed to report unhealthy."),
+        fw.option("--no-healthcheck", is_flag=True, help="Disable any HEALTHCHECK."),
     ]
     for opt in reversed(opts):
         func = opt(func)
     return func
-
-
-class _RunCommand(click.Command):
-    """``run``/``create``: bad flags end with status 125, as docker's do."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except click.UsageError as err:
-            raise CliError(f"pycompose {self.name}: {err.format_message()} "
-                           f"(see 'pycompose {self.name} --help')", 125) from err
 
 
 def _options(kwargs: dict[str, Any], detach: bool) -> RunOptions:
@@ -288,12 +276,12 @@ def _options(kwargs: dict[str, Any], detach: bool) -> RunOptions:
     return RunOptions(detach=detach, console_size=terminal_size() if tty else (0, 0), **kwargs)
 
 
-@click.command("run", cls=_RunCommand, context_settings=_NO_HELP_SHORT)
+@fw.command("run", **_RUN_LIKE)
 @engine_command(exit_code=125)
 @run_options
-@click.option("-d", "--detach", is_flag=True, help="Run in background and print its ID.")
-@click.option("--sig-proxy/--no-sig-proxy", default=True, help="Proxy received signals.")
-@click.option("--detach-keys", default=None, help="Key sequence for detaching (ctrl-p,ctrl-q).")
+@fw.option("-d", "--detach", is_flag=True, help="Run in background and print its ID.")
+@fw.option("--sig-proxy/--no-sig-proxy", default=True, help="Proxy received signals.")
+@fw.option("--detach-keys", default=None, help="Key sequence for detaching (ctrl-p,ctrl-q).")
 def run(client: EngineClient, detach: bool, sig_proxy: bool, detach_keys: str | None,
         **kwargs: Any) -> None:
     """Create and run a new container from an image."""
@@ -307,12 +295,12 @@ def run(client: EngineClient, detach: bool, sig_proxy: bool, detach_keys: str | 
             client.post(f"/containers/{cid}/start")
         except EngineError as err:
             raise CliError(daemon_message(err), start_exit_code(str(err))) from err
-        click.echo(cid)
+        fw.echo(cid)
         return
     code = attach_and_start(client, cid, tty=opts.tty, stdin=opts.interactive,
                             condition="removed" if opts.rm else "next-exit",
                             sig_proxy=sig_proxy, detach_keys=detach_keys)
-    raise click.exceptions.Exit(code)
+    raise fw.Exit(code)
 
 
 def _request(opts: RunOptions) -> CreateRequest:
@@ -322,21 +310,21 @@ def _request(opts: RunOptions) -> CreateRequest:
         raise CliError(str(err), 125) from err
 
 
-@click.command("create", cls=_RunCommand, context_settings=_NO_HELP_SHORT)
+@fw.command("create", **_RUN_LIKE)
 @engine_command()  # docker's create exits 1 on daemon errors (125 only for bad flags)
 @run_options
 def create(client: EngineClient, **kwargs: Any) -> None:
     """Create a new container (printing its ID) without starting it."""
     opts = _options(kwargs, detach=False)
     req = _request(opts)
-    click.echo(create_container(client, req, opts.image, opts.pull, opts.platform))
+    fw.echo(create_container(client, req, opts.image, opts.pull, opts.platform))
 
 
-@click.command("start")
+@fw.command("start")
 @engine_command()
-@click.argument("containers", nargs=-1, required=True)
-@click.option("-a", "--attach", is_flag=True, help="Attach STDOUT/STDERR and forward signals.")
-@click.option("-i", "--interactive", is_flag=True, help="Attach container's STDIN.")
+@fw.argument("containers", nargs=-1, required=True)
+@fw.option("-a", "--attach", is_flag=True, help="Attach STDOUT/STDERR and forward signals.")
+@fw.option("-i", "--interactive", is_flag=True, help="Attach container's STDIN.")
 def start(client: EngineClient, containers: tuple[str, ...], attach: bool,
           interactive: bool) -> None:
     """Start one or more stopped containers."""
@@ -350,16 +338,16 @@ def start(client: EngineClient, containers: tuple[str, ...], attach: bool,
         stdin = interactive and bool(config.get("OpenStdin"))
         code = attach_and_start(client, info["Id"], tty=bool(config.get("Tty")), stdin=stdin,
                                 condition="next-exit", sig_proxy=True)
-        raise click.exceptions.Exit(code)
+        raise fw.Exit(code)
     for_each(containers, lambda name: client.post(f"/containers/{name}/start"))
 
 
-@click.command("attach")
+@fw.command("attach")
 @engine_command()
-@click.argument("container")
-@click.option("--no-stdin", is_flag=True, help="Do not attach STDIN.")
-@click.option("--sig-proxy/--no-sig-proxy", default=True, help="Proxy received signals.")
-@click.option("--detach-keys", default=None, help="Key sequence for detaching (ctrl-p,ctrl-q).")
+@fw.argument("container")
+@fw.option("--no-stdin", is_flag=True, help="Do not attach STDIN.")
+@fw.option("--sig-proxy/--no-sig-proxy", default=True, help="Proxy received signals.")
+@fw.option("--detach-keys", default=None, help="Key sequence for detaching (ctrl-p,ctrl-q).")
 def attach(client: EngineClient, container: str, no_stdin: bool, sig_proxy: bool,
            detach_keys: str | None) -> None:
     """Attach the terminal to a running container's input and output."""
@@ -375,22 +363,22 @@ def attach(client: EngineClient, container: str, no_stdin: bool, sig_proxy: bool
     check_tty(tty, stdin)
     code = attach_and_start(client, info["Id"], tty=tty, stdin=stdin, condition="not-running",
                             sig_proxy=sig_proxy, start=False, detach_keys=detach_keys)
-    raise click.exceptions.Exit(code)
+    raise fw.Exit(code)
 
 
-@click.command("exec", context_settings=_POSITIONAL_TAIL)
+@fw.command("exec", interspersed=False)
 @engine_command()
-@click.argument("container")
-@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-@click.option("-d", "--detach", is_flag=True, help="Detached mode: run in the background.")
-@click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open.")
-@click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY.")
-@click.option("-e", "--env", multiple=True, help="Set environment variables.")
-@click.option("--env-file", multiple=True, help="Read in a file of environment variables.")
-@click.option("-u", "--user", default="", help="Username or UID.")
-@click.option("-w", "--workdir", default="", help="Working directory inside the container.")
-@click.option("--privileged", is_flag=True, help="Give extended privileges to the command.")
-@click.option("--detach-keys", default="", help="Key sequence for detaching (ctrl-p,ctrl-q).")
+@fw.argument("container")
+@fw.argument("command", nargs=-1, required=True, type=fw.UNPROCESSED)
+@fw.option("-d", "--detach", is_flag=True, help="Detached mode: run in the background.")
+@fw.option("-i", "--interactive", is_flag=True, help="Keep STDIN open.")
+@fw.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY.")
+@fw.option("-e", "--env", multiple=True, help="Set environment variables.")
+@fw.option("--env-file", multiple=True, help="Read in a file of environment variables.")
+@fw.option("-u", "--user", default="", help="Username or UID.")
+@fw.option("-w", "--workdir", default="", help="Working directory inside the container.")
+@fw.option("--privileged", is_flag=True, help="Give extended privileges to the command.")
+@fw.option("--detach-keys", default="", help="Key sequence for detaching (ctrl-p,ctrl-q).")
 def exec_(client: EngineClient, container: str, command: tuple[str, ...], detach: bool,
           interactive: bool, tty: bool, env: tuple[str, ...], env_file: tuple[str, ...],
           user: str, workdir: str, privileged: bool, detach_keys: str) -> None:
@@ -420,7 +408,7 @@ def exec_(client: EngineClient, container: str, command: tuple[str, ...], detach
                        tty=tty) as conn:
         pump(conn, stdin=interactive, on_resize=resizer(client, f"/exec/{exec_id}/resize"))
     info = client.get(f"/exec/{exec_id}/json")
-    raise click.exceptions.Exit(int(info.get("ExitCode") or 0))
+    raise fw.Exit(int(info.get("ExitCode") or 0))
 
 
 def pump_frames(resp: ClientResponse, *, tty: bool, stdout_fd: int, stderr_fd: int,

@@ -6,8 +6,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import click
-
+from pycompose.cli import framework as fw
 from pycompose.engine.config import EngineConfig
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -16,20 +15,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 def config_options(func: F) -> F:
     """The flags every engine command takes to find (or place) its engine."""
     options = [
-        click.option("--root", help="State directory [env PYCOMPOSE_ROOT; /var/lib/pycompose]."),
-        click.option(
+        fw.option("--root", help="State directory [env PYCOMPOSE_ROOT; /var/lib/pycompose]."),
+        fw.option(
             "--runtime-dir",
             help="Socket, pid file and log directory [env PYCOMPOSE_RUNTIME_DIR; /run/pycompose].",
         ),
-        click.option(
+        fw.option(
             "-H",
             "--host",
             help="API socket as unix:///path [env PYCOMPOSE_HOST; <runtime>/engine.sock].",
         ),
-        click.option(
+        fw.option(
             "--bridge-prefix", help="Prefix of bridge names [env PYCOMPOSE_BRIDGE_PREFIX]."
         ),
-        click.option(
+        fw.option(
             "--subnet-pool",
             help="Network CIDRs, optional size: 10.89.0.0/16:24 [env PYCOMPOSE_SUBNET_POOL].",
         ),
@@ -51,21 +50,21 @@ def config_options(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@click.group()
+@fw.group()
 def engine() -> None:
     """Run and control the bundled container engine."""
 
 
 @engine.command()
 @config_options
-@click.option(
+@fw.option(
     "--log-level",
-    type=click.Choice(["debug", "info", "warning", "error"]),
+    choices=["debug", "info", "warning", "error"],
     default="info",
     show_default=True,
     help="Daemon log verbosity (logs go to stderr).",
 )
-@click.option(
+@fw.option(
     "--component",
     "components",
     multiple=True,
@@ -89,7 +88,7 @@ def serve(config: EngineConfig, log_level: str, components: tuple[str, ...]) -> 
 
 @engine.command()
 @config_options
-@click.option(
+@fw.option(
     "-t", "--timeout", type=float, default=15.0, show_default=True,
     help="Seconds to wait after SIGTERM before SIGKILL.",
 )  # fmt: skip
@@ -99,9 +98,9 @@ def stop(config: EngineConfig, timeout: float) -> None:
 
     pid = stop_daemon(config, timeout=timeout)
     if pid is None:
-        click.echo(f"no engine running for {config.runtime_dir}")
+        fw.echo(f"no engine running for {config.runtime_dir}")
     else:
-        click.echo(f"engine stopped (pid {pid})")
+        fw.echo(f"engine stopped (pid {pid})")
 
 
 @engine.command()
@@ -114,6 +113,6 @@ def status(config: EngineConfig) -> None:
     state = "running" if st.running else "not running"
     pid = f" (pid {st.pid})" if st.pid is not None else ""
     answer = "answers" if st.answering else "does not answer"
-    click.echo(f"engine {state}{pid}; {config.host} {answer}")
+    fw.echo(f"engine {state}{pid}; {config.host} {answer}")
     if not st.answering:
-        raise click.exceptions.Exit(1)
+        raise fw.Exit(1)

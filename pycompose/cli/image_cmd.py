@@ -13,8 +13,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-import click
-
+from pycompose.cli import framework as fw
 from pycompose.engine.config import EngineConfig
 from pycompose.engine.errors import EngineError
 
@@ -113,7 +112,7 @@ def render_progress(events: Iterable[dict[str, Any]], quiet: bool = False) -> No
         if status in _BAR_STATUSES and event.get("progressDetail"):
             continue
         ident = event.get("id")
-        click.echo(f"{ident}: {status}" if ident else status)
+        fw.echo(f"{ident}: {status}" if ident else status)
 
 
 def stream_json(resp: ClientResponse) -> Iterator[dict[str, Any]]:
@@ -149,15 +148,15 @@ def _created_at(created: int) -> str:
 # -- commands -------------------------------------------------------------------------------
 
 
-@click.group()
+@fw.group()
 def image() -> None:
     """Manage images."""
 
 
 @image.command("pull")
-@click.argument("name")
-@click.option("-q", "--quiet", is_flag=True, help="Suppress verbose output.")
-@click.option("--platform", default="", help="Set platform if server is multi-platform capable.")
+@fw.argument("name")
+@fw.option("-q", "--quiet", is_flag=True, help="Suppress verbose output.")
+@fw.option("--platform", default="", help="Set platform if server is multi-platform capable.")
 def pull(name: str, quiet: bool, platform: str) -> None:
     """Download an image from a registry."""
     from pycompose.engine.images.reference import Reference, parse_reference
@@ -169,32 +168,32 @@ def pull(name: str, quiet: bool, platform: str) -> None:
     resp = client.stream("POST", "/images/create", query=query,
                          headers=registry_auth_header(name))
     render_progress(stream_json(resp), quiet)
-    click.echo(str(ref))
+    fw.echo(str(ref))
 
 
 @image.command("push")
-@click.argument("name")
-@click.option("-a", "--all-tags", is_flag=True, help="Push all tags of an image to the repository.")
-@click.option("-q", "--quiet", is_flag=True, help="Suppress verbose output.")
+@fw.argument("name")
+@fw.option("-a", "--all-tags", is_flag=True, help="Push all tags of an image to the repository.")
+@fw.option("-q", "--quiet", is_flag=True, help="Suppress verbose output.")
 def push(name: str, all_tags: bool, quiet: bool) -> None:
     """Upload an image to a registry."""
     from pycompose.engine.images.reference import Reference, parse_reference
 
     ref = parse_reference(name, default_tag=not all_tags)
     if all_tags and (ref.tag is not None or ref.digest is not None):
-        raise click.UsageError("tag can't be used with --all-tags/-a")
+        raise fw.UsageError("tag can't be used with --all-tags/-a")
     repo = str(Reference(ref.domain, ref.path, None, None))
     client = engine_client()
     resp = client.stream("POST", f"/images/{repo}/push", query={"tag": ref.tag or ""},
                          headers=registry_auth_header(name))
     render_progress(stream_json(resp), quiet)
     if quiet:
-        click.echo(str(ref))
+        fw.echo(str(ref))
 
 
 @image.command("tag")
-@click.argument("source")
-@click.argument("target")
+@fw.argument("source")
+@fw.argument("target")
 def tag(source: str, target: str) -> None:
     """Create a tag TARGET that refers to SOURCE."""
     from pycompose.engine.images.reference import parse_reference
@@ -207,23 +206,23 @@ def tag(source: str, target: str) -> None:
 
 
 @image.command("ls")
-@click.argument("repository", required=False)
-@click.option("-a", "--all", "show_all", is_flag=True, help="Show all images.")
-@click.option("-q", "--quiet", is_flag=True, help="Only show image IDs.")
-@click.option("--digests", is_flag=True, help="Show digests.")
-@click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
-@click.option("-f", "--filter", "filters", multiple=True, help="Filter output (key=value).")
-@click.option("--format", "fmt", default="table", help="'table' (default) or 'json'.")
+@fw.argument("repository", required=False)
+@fw.option("-a", "--all", "show_all", is_flag=True, help="Show all images.")
+@fw.option("-q", "--quiet", is_flag=True, help="Only show image IDs.")
+@fw.option("--digests", is_flag=True, help="Show digests.")
+@fw.option("--no-trunc", is_flag=True, help="Don't truncate output.")
+@fw.option("-f", "--filter", "filters", multiple=True, help="Filter output (key=value).")
+@fw.option("--format", "fmt", default="table", help="'table' (default) or 'json'.")
 def ls(repository: str | None, show_all: bool, quiet: bool, digests: bool, no_trunc: bool,
        filters: tuple[str, ...], fmt: str) -> None:
     """List images."""
     if fmt not in ("table", "json"):
-        raise click.UsageError(f"unsupported --format {fmt!r}: use 'table' or 'json'")
+        raise fw.UsageError(f"unsupported --format {fmt!r}: use 'table' or 'json'")
     wanted: dict[str, list[str]] = {}
     for item in filters:
         key, eq, value = item.partition("=")
         if not eq:
-            raise click.UsageError(f"bad format of filter (expected name=value): {item}")
+            raise fw.UsageError(f"bad format of filter (expected name=value): {item}")
         wanted.setdefault(key, []).append(value)
     if repository:
         wanted.setdefault("reference", []).append(repository)
@@ -233,11 +232,11 @@ def ls(repository: str | None, show_all: bool, quiet: bool, digests: bool, no_tr
     if quiet:
         seen = dict.fromkeys(r["ID"] for r in rows)
         for ident in seen:
-            click.echo(ident)
+            fw.echo(ident)
         return
     if fmt == "json":
         for r in rows:
-            click.echo(json.dumps({
+            fw.echo(json.dumps({
                 "Containers": "N/A", "CreatedAt": _created_at(r["Created"]),
                 "CreatedSince": since(r["Created"]), "Digest": r["Digest"], "ID": r["ID"],
                 "Repository": r["Repository"], "SharedSize": "N/A", "Size": size_text(r["Size"]),
@@ -247,13 +246,13 @@ def ls(repository: str | None, show_all: bool, quiet: bool, digests: bool, no_tr
     head = ["REPOSITORY", "TAG", *(["DIGEST"] if digests else []), "IMAGE ID", "CREATED", "SIZE"]
     body = [[r["Repository"], r["Tag"], *([r["Digest"]] if digests else []), r["ID"],
              since(r["Created"]), size_text(r["Size"])] for r in rows]
-    click.echo(table([head, *body]))
+    fw.echo(table([head, *body]))
 
 
 @image.command("rm")
-@click.argument("images", nargs=-1, required=True)
-@click.option("-f", "--force", is_flag=True, help="Force removal of the image.")
-@click.option("--no-prune", is_flag=True, help="Do not delete untagged parents.")
+@fw.argument("images", nargs=-1, required=True)
+@fw.option("-f", "--force", is_flag=True, help="Force removal of the image.")
+@fw.option("--no-prune", is_flag=True, help="Do not delete untagged parents.")
 def rm(images: tuple[str, ...], force: bool, no_prune: bool) -> None:
     """Remove one or more images."""
     client = engine_client()
@@ -262,32 +261,32 @@ def rm(images: tuple[str, ...], force: bool, no_prune: bool) -> None:
         try:
             items = client.delete(f"/images/{name}", query={"force": force, "noprune": no_prune})
         except EngineError as err:
-            click.echo(str(err), err=True)
+            fw.echo(str(err), err=True)
             failed = True
             continue
         for item in items or []:
             for key in ("Untagged", "Deleted"):
                 if key in item:
-                    click.echo(f"{key}: {item[key]}")
+                    fw.echo(f"{key}: {item[key]}")
     if failed:
-        raise click.exceptions.Exit(1)
+        raise fw.Exit(1)
 
 
 @image.command("inspect")
-@click.argument("images", nargs=-1, required=True)
+@fw.argument("images", nargs=-1, required=True)
 def inspect(images: tuple[str, ...]) -> None:
     """Display detailed information on one or more images (a JSON array)."""
     client = engine_client()
     out = [client.get(f"/images/{name}/json") for name in images]
-    click.echo(json.dumps(out, indent=4))
+    fw.echo(json.dumps(out, indent=4))
 
 
 @image.command("history")
-@click.argument("name")
-@click.option("-q", "--quiet", is_flag=True, help="Only show image IDs.")
-@click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
-@click.option("-H", "--human", default=True, type=bool, help="Human readable sizes and dates.")
-@click.option("--format", "fmt", default="table", help="'table' (default) or 'json'.")
+@fw.argument("name")
+@fw.option("-q", "--quiet", is_flag=True, help="Only show image IDs.")
+@fw.option("--no-trunc", is_flag=True, help="Don't truncate output.")
+@fw.option("-H", "--human", default=True, type=bool, help="Human readable sizes and dates.")
+@fw.option("--format", "fmt", default="table", help="'table' (default) or 'json'.")
 def history(name: str, quiet: bool, no_trunc: bool, human: bool, fmt: str) -> None:
     """Show the history of an image."""
     steps = engine_client().get(f"/images/{name}/history")
@@ -303,22 +302,22 @@ def history(name: str, quiet: bool, no_trunc: bool, human: bool, fmt: str) -> No
                      "Size": size, "Comment": step.get("Comment", "")})
     if quiet:
         for r in rows:
-            click.echo(r["ID"])
+            fw.echo(r["ID"])
     elif fmt == "json":
         for r in rows:
-            click.echo(json.dumps(r, separators=(",", ":")))
+            fw.echo(json.dumps(r, separators=(",", ":")))
     else:
         head = ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]
-        click.echo(table([head, *[[r["ID"], r["CreatedSince"], r["CreatedBy"], r["Size"],
+        fw.echo(table([head, *[[r["ID"], r["CreatedSince"], r["CreatedBy"], r["Size"],
                                    r["Comment"]] for r in rows]]))
 
 
 @image.command("import")
-@click.argument("source")
-@click.argument("repository", required=False)
-@click.option("-c", "--change", "changes", multiple=True, help="Dockerfile instruction to apply.")
-@click.option("-m", "--message", default="", help="Commit message for the imported image.")
-@click.option("--platform", default="", help="Platform of the image (os/arch).")
+@fw.argument("source")
+@fw.argument("repository", required=False)
+@fw.option("-c", "--change", "changes", multiple=True, help="Dockerfile instruction to apply.")
+@fw.option("-m", "--message", default="", help="Commit message for the imported image.")
+@fw.option("--platform", default="", help="Platform of the image (os/arch).")
 def import_(source: str, repository: str | None, changes: tuple[str, ...], message: str,
             platform: str) -> None:
     """Import the contents of a tarball (a file or '-') to create an image."""
@@ -328,12 +327,12 @@ def import_(source: str, repository: str | None, changes: tuple[str, ...], messa
     with engine_client().stream("POST", "/images/create", query=query, data=data) as resp:
         for obj in resp.iter_json():
             if isinstance(obj, dict) and obj.get("status"):
-                click.echo(obj["status"])
+                fw.echo(obj["status"])
 
 
 @image.command("load")
-@click.option("-i", "--input", "source", default="-", help="Read from tar archive file, not STDIN.")
-@click.option("-q", "--quiet", is_flag=True, help="Suppress the load output.")
+@fw.option("-i", "--input", "source", default="-", help="Read from tar archive file, not STDIN.")
+@fw.option("-q", "--quiet", is_flag=True, help="Suppress the load output.")
 def load(source: str, quiet: bool) -> None:
     """Load images from a tar archive (docker-archive or OCI layout)."""
     data = _read_input(source)
@@ -341,16 +340,16 @@ def load(source: str, quiet: bool) -> None:
                                 data=data) as resp:
         for obj in resp.iter_json():
             if isinstance(obj, dict) and obj.get("stream"):
-                click.echo(str(obj["stream"]), nl=False)
+                fw.echo(str(obj["stream"]), nl=False)
 
 
 @image.command("save")
-@click.argument("images", nargs=-1, required=True)
-@click.option("-o", "--output", default=None, help="Write to a file, instead of STDOUT.")
+@fw.argument("images", nargs=-1, required=True)
+@fw.option("-o", "--output", default=None, help="Write to a file, instead of STDOUT.")
 def save(images: tuple[str, ...], output: str | None) -> None:
     """Save one or more images to a tar archive (streamed to STDOUT by default)."""
     if output is None and sys.stdout.isatty():
-        raise click.UsageError("cowardly refusing to save to a terminal. Use the -o flag "
+        raise fw.UsageError("cowardly refusing to save to a terminal. Use the -o flag "
                                "or redirect")
     resp = engine_client().stream("GET", "/images/get", query={"names": list(images)})
     with resp:
@@ -373,39 +372,39 @@ def save(images: tuple[str, ...], output: str | None) -> None:
 
 
 @image.command("prune")
-@click.option("-a", "--all", "prune_all", is_flag=True, help="Remove all unused images.")
-@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
-@click.option("--filter", "filters", multiple=True, help="Provide filter values (until=24h).")
+@fw.option("-a", "--all", "prune_all", is_flag=True, help="Remove all unused images.")
+@fw.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
+@fw.option("--filter", "filters", multiple=True, help="Provide filter values (until=24h).")
 def prune(prune_all: bool, force: bool, filters: tuple[str, ...]) -> None:
     """Remove unused images (only dangling ones unless -a)."""
     what = "all images without at least one container associated to them" if prune_all \
         else "all dangling images"
-    if not force and not click.confirm(f"WARNING! This will remove {what}.\n"
+    if not force and not fw.confirm(f"WARNING! This will remove {what}.\n"
                                        "Are you sure you want to continue?", default=False):
         return
     wanted: dict[str, list[str]] = {"dangling": ["false" if prune_all else "true"]}
     for item in filters:
         key, eq, value = item.partition("=")
         if not eq:
-            raise click.UsageError(f"bad format of filter (expected name=value): {item}")
+            raise fw.UsageError(f"bad format of filter (expected name=value): {item}")
         wanted.setdefault(key, []).append(value)
     result = engine_client().post("/images/prune", query={"filters": wanted})
     deleted = result.get("ImagesDeleted") or []
     if deleted:
-        click.echo("Deleted Images:")
+        fw.echo("Deleted Images:")
         for item in deleted:
             for key in ("Untagged", "Deleted"):
                 if key in item:
-                    click.echo(f"{key.lower()}: {item[key]}")
-        click.echo("")
-    click.echo(f"Total reclaimed space: {size_text(int(result.get('SpaceReclaimed') or 0))}")
+                    fw.echo(f"{key.lower()}: {item[key]}")
+        fw.echo("")
+    fw.echo(f"Total reclaimed space: {size_text(int(result.get('SpaceReclaimed') or 0))}")
 
 
-@click.command("login")
-@click.argument("server", required=False)
-@click.option("-u", "--username", default=None, help="Username.")
-@click.option("-p", "--password", default=None, help="Password.")
-@click.option("--password-stdin", is_flag=True, help="Take the password from stdin.")
+@fw.command("login")
+@fw.argument("server", required=False)
+@fw.option("-u", "--username", default=None, help="Username.")
+@fw.option("-p", "--password", default=None, help="Password.")
+@fw.option("--password-stdin", is_flag=True, help="Take the password from stdin.")
 def login(server: str | None, username: str | None, password: str | None,
           password_stdin: bool) -> None:
     """Log in to a registry (the engine checks the credentials; they are saved locally)."""
@@ -414,42 +413,42 @@ def login(server: str | None, username: str | None, password: str | None,
 
     if password_stdin:
         if password is not None:
-            raise click.UsageError("--password and --password-stdin are mutually exclusive")
+            raise fw.UsageError("--password and --password-stdin are mutually exclusive")
         password = sys.stdin.read().rstrip("\r\n")
     if not username:
-        username = click.prompt("Username")
+        username = fw.prompt("Username")
     if password is None:
-        password = click.prompt("Password", hide_input=True)
+        password = fw.prompt("Password", hide_input=True)
     key = registry_key(server or "docker.io")
     engine_client().post("/auth", body={"username": username, "password": password,
                                         "serveraddress": key})
     AuthStore().save(key, Credentials(username, password))
-    click.echo("Login Succeeded")
+    fw.echo("Login Succeeded")
 
 
-@click.command("logout")
-@click.argument("server", required=False)
+@fw.command("logout")
+@fw.argument("server", required=False)
 def logout(server: str | None) -> None:
     """Log out from a registry (forget the saved credentials)."""
     from pycompose.engine.images.auth import AuthStore, registry_key
 
     key = registry_key(server or "docker.io")
     if AuthStore().remove(key):
-        click.echo(f"Removing login credentials for {key}")
+        fw.echo(f"Removing login credentials for {key}")
     else:
-        click.echo(f"Not logged in to {key}")
+        fw.echo(f"Not logged in to {key}")
 
 
 def _read_input(source: str) -> bytes:
     if source == "-":
         if sys.stdin.isatty():
-            raise click.UsageError("requested load from stdin, but stdin is empty")
+            raise fw.UsageError("requested load from stdin, but stdin is empty")
         return sys.stdin.buffer.read()
     try:
         with open(source, "rb") as fp:
             return fp.read()
     except OSError as err:
-        raise click.FileError(source, err.strerror) from err
+        raise fw.FileError(source, err.strerror) from err
 
 
 image.add_command(rm, "remove")

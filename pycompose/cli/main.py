@@ -1,4 +1,4 @@
-"""The ``pycompose`` command: a click group whose subcommands load on demand.
+"""The ``pycompose`` command: a group whose subcommands load on demand.
 
 Start-up time matters (``pycompose config`` on a small file should take well under
 100 ms), so each subcommand lives in its own module and is imported only when used.
@@ -6,13 +6,15 @@ Start-up time matters (``pycompose config`` on a small file should take well und
 
 from __future__ import annotations
 
-import importlib
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
-import click
-
+from pycompose import __version__
+from pycompose.cli import framework as fw
 from pycompose.errors import PycomposeError
+
+if TYPE_CHECKING:
+    from pycompose.compose.discovery import ProjectOptions
 
 # name -> "module:attribute"; the module is imported only when the command runs.
 COMMANDS: dict[str, str] = {
@@ -52,45 +54,23 @@ COMMANDS: dict[str, str] = {
 }
 
 
-class LazyGroup(click.Group):
-    """A click group that imports a subcommand's module only when it is invoked."""
-
-    def __init__(self, *args: Any, lazy: dict[str, str], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._lazy = lazy
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *self._lazy})
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name in self._lazy:
-            module_name, attr = self._lazy[cmd_name].split(":")
-            command = getattr(importlib.import_module(module_name), attr)
-            assert isinstance(command, click.Command)
-            return command
-        return super().get_command(ctx, cmd_name)
-
-
-@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="pycompose", prog_name="pycompose")
-@click.option("-f", "--file", "files", multiple=True, help="Compose file(s); '-' reads stdin.")
-@click.option("-p", "--project-name", help="Project name.")
-@click.option("--project-directory", help="Alternate working directory.")
-@click.option("--profile", "profiles", multiple=True, help="Profile(s) to enable.")
-@click.option("--env-file", "env_files", multiple=True, help="Alternate environment file(s).")
-@click.pass_context
+@fw.group("pycompose", lazy=COMMANDS, version=__version__)
+@fw.option("-f", "--file", "files", multiple=True, help="Compose file(s); '-' reads stdin.")
+@fw.option("-p", "--project-name", help="Project name.")
+@fw.option("--project-directory", help="Alternate working directory.")
+@fw.option("--profile", "profiles", multiple=True, help="Profile(s) to enable.")
+@fw.option("--env-file", "env_files", multiple=True, help="Alternate environment file(s).")
 def cli(
-    ctx: click.Context,
     files: tuple[str, ...],
     project_name: str | None,
     project_directory: str | None,
     profiles: tuple[str, ...],
     env_files: tuple[str, ...],
-) -> None:
+) -> ProjectOptions:
     """Define and run multi-container applications, on pycompose's own engine."""
     from pycompose.compose.discovery import ProjectOptions
 
-    ctx.obj = ProjectOptions(
+    return ProjectOptions(
         files=files,
         project_name=project_name,
         project_directory=project_directory,
@@ -102,19 +82,12 @@ def cli(
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning any PycomposeError into one line and an exit code."""
     try:
-        result = cli.main(args=argv, prog_name="pycompose", standalone_mode=False)
+        return fw.run(cli, argv, "pycompose")
     except PycomposeError as err:
-        click.echo(str(err), err=True)
+        fw.echo(str(err), err=True)
         return err.exit_code
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        return 130
-    except click.ClickException as err:
-        err.show()
-        return 2 if isinstance(err, click.UsageError) else err.exit_code
     except KeyboardInterrupt:
         return 130
-    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":

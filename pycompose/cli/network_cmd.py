@@ -9,8 +9,7 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import click
-
+from pycompose.cli import framework as fw
 from pycompose.cli.container_base import (
     CliError,
     daemon_errors,
@@ -37,7 +36,7 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
     for item in values:
         key, eq, value = item.partition("=")
         if not key:
-            raise click.UsageError(f"invalid {what} {item!r}: expected key=value")
+            raise fw.UsageError(f"invalid {what} {item!r}: expected key=value")
         out[key] = value if eq else ""
     return out
 
@@ -48,7 +47,7 @@ def ipam_config(
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Docker's pairing of ``--subnet`` with the ``--gateway``/``--ip-range`` given after it."""
     if len(gateways) > len(subnets) or len(ranges) > len(subnets):
-        raise click.UsageError("every --gateway and --ip-range needs its own --subnet")
+        raise fw.UsageError("every --gateway and --ip-range needs its own --subnet")
     config: list[dict[str, Any]] = []
     for i, subnet in enumerate(subnets):
         entry: dict[str, Any] = {"Subnet": subnet}
@@ -59,29 +58,29 @@ def ipam_config(
         config.append(entry)
     if aux:
         if len(config) != 1:
-            raise click.UsageError("--aux-address needs exactly one --subnet")
+            raise fw.UsageError("--aux-address needs exactly one --subnet")
         config[0]["AuxiliaryAddresses"] = _pairs(aux, "--aux-address")
     return config
 
 
-@click.group()
+@fw.group()
 def network() -> None:
     """Manage networks."""
 
 
 @network.command("create")
 @engine_command()
-@click.argument("name")
-@click.option("-d", "--driver", default="bridge", help="Driver to manage the Network.")
-@click.option("--internal", is_flag=True, help="Restrict external access to the network.")
-@click.option("--attachable", is_flag=True, help="Enable manual container attachment.")
-@click.option("--ipv6", is_flag=True, help="Enable IPv6 networking.")
-@click.option("--subnet", multiple=True, help="Subnet in CIDR format.")
-@click.option("--gateway", multiple=True, help="Gateway for the subnet.")
-@click.option("--ip-range", multiple=True, help="Allocate container ip from a sub-range.")
-@click.option("--aux-address", multiple=True, help="Auxiliary addresses (name=ip).")
-@click.option("--label", multiple=True, help="Set metadata on a network.")
-@click.option("-o", "--opt", multiple=True, help="Set driver specific options.")
+@fw.argument("name")
+@fw.option("-d", "--driver", default="bridge", help="Driver to manage the Network.")
+@fw.option("--internal", is_flag=True, help="Restrict external access to the network.")
+@fw.option("--attachable", is_flag=True, help="Enable manual container attachment.")
+@fw.option("--ipv6", is_flag=True, help="Enable IPv6 networking.")
+@fw.option("--subnet", multiple=True, help="Subnet in CIDR format.")
+@fw.option("--gateway", multiple=True, help="Gateway for the subnet.")
+@fw.option("--ip-range", multiple=True, help="Allocate container ip from a sub-range.")
+@fw.option("--aux-address", multiple=True, help="Auxiliary addresses (name=ip).")
+@fw.option("--label", multiple=True, help="Set metadata on a network.")
+@fw.option("-o", "--opt", multiple=True, help="Set driver specific options.")
 def create(client: EngineClient, name: str, driver: str, internal: bool, attachable: bool,
            ipv6: bool, subnet: tuple[str, ...], gateway: tuple[str, ...],
            ip_range: tuple[str, ...], aux_address: tuple[str, ...], label: tuple[str, ...],
@@ -94,7 +93,7 @@ def create(client: EngineClient, name: str, driver: str, internal: bool, attacha
                  "Config": ipam_config(subnet, gateway, ip_range, aux_address)},
         "Options": _pairs(opt, "--opt"), "Labels": _pairs(label, "--label"),
     }  # fmt: skip
-    click.echo(client.post("/networks/create", body)["Id"])
+    fw.echo(client.post("/networks/create", body)["Id"])
 
 
 def network_row(data: Mapping[str, Any], trunc: bool = True) -> dict[str, str]:
@@ -132,10 +131,10 @@ def render_ls(networks: list[dict[str, Any]], fmt: str | None, quiet: bool, trun
 
 @network.command("ls")
 @engine_command()
-@click.option("-q", "--quiet", is_flag=True, help="Only display network IDs.")
-@click.option("--no-trunc", is_flag=True, help="Do not truncate the output.")
-@click.option("-f", "--filter", "filters", multiple=True, help="Provide filter values.")
-@click.option("--format", "fmt", default=None, help="table, json, or a Go template.")
+@fw.option("-q", "--quiet", is_flag=True, help="Only display network IDs.")
+@fw.option("--no-trunc", is_flag=True, help="Do not truncate the output.")
+@fw.option("-f", "--filter", "filters", multiple=True, help="Provide filter values.")
+@fw.option("--format", "fmt", default=None, help="table, json, or a Go template.")
 def ls(client: EngineClient, quiet: bool, no_trunc: bool, filters: tuple[str, ...],
        fmt: str | None) -> None:  # fmt: skip
     """List networks."""
@@ -143,14 +142,14 @@ def ls(client: EngineClient, quiet: bool, no_trunc: bool, filters: tuple[str, ..
     networks = client.get("/networks", query={"filters": json.dumps(wanted) if wanted else None})
     text = render_ls(networks, fmt, quiet, not no_trunc)
     if text:
-        click.echo(text)
+        fw.echo(text)
 
 
 @network.command("inspect")
 @engine_command()
-@click.argument("names", nargs=-1, required=True)
-@click.option("-f", "--format", "fmt", default=None, help="Format with a Go template.")
-@click.option("-v", "--verbose", is_flag=True, help="Verbose output for diagnostics.")
+@fw.argument("names", nargs=-1, required=True)
+@fw.option("-f", "--format", "fmt", default=None, help="Format with a Go template.")
+@fw.option("-v", "--verbose", is_flag=True, help="Verbose output for diagnostics.")
 def inspect(client: EngineClient, names: tuple[str, ...], fmt: str | None, verbose: bool) -> None:
     """Display detailed information on one or more networks."""
     from pycompose.cli.container_ps import render_inspect
@@ -163,15 +162,15 @@ def inspect(client: EngineClient, names: tuple[str, ...], fmt: str | None, verbo
         except NotFound:
             missing.append(name)
     if found or not missing:
-        click.echo(render_inspect(found, fmt))
+        fw.echo(render_inspect(found, fmt))
     if missing:
         raise CliError("\n".join(f"Error: No such network: {m}" for m in missing))
 
 
 @network.command("rm")
 @engine_command()
-@click.argument("names", nargs=-1, required=True)
-@click.option("-f", "--force", is_flag=True, help="Do not error if the network does not exist.")
+@fw.argument("names", nargs=-1, required=True)
+@fw.option("-f", "--force", is_flag=True, help="Do not error if the network does not exist.")
 def rm(client: EngineClient, names: tuple[str, ...], force: bool) -> None:
     """Remove one or more networks."""
     from pycompose.engine.errors import NotFound
@@ -188,13 +187,13 @@ def rm(client: EngineClient, names: tuple[str, ...], force: bool) -> None:
 
 @network.command("connect")
 @engine_command()
-@click.argument("network_name", metavar="NETWORK")
-@click.argument("container")
-@click.option("--alias", multiple=True, help="Add network-scoped alias for the container.")
-@click.option("--ip", default="", help="IPv4 address (e.g., 172.30.100.104).")
-@click.option("--ip6", default="", help="IPv6 address (e.g., 2001:db8::33).")
-@click.option("--link", multiple=True, help="Add link to another container.")
-@click.option("--driver-opt", multiple=True, help="driver options for the network.")
+@fw.argument("network_name", metavar="NETWORK")
+@fw.argument("container")
+@fw.option("--alias", multiple=True, help="Add network-scoped alias for the container.")
+@fw.option("--ip", default="", help="IPv4 address (e.g., 172.30.100.104).")
+@fw.option("--ip6", default="", help="IPv6 address (e.g., 2001:db8::33).")
+@fw.option("--link", multiple=True, help="Add link to another container.")
+@fw.option("--driver-opt", multiple=True, help="driver options for the network.")
 def connect(client: EngineClient, network_name: str, container: str,
             alias: tuple[str, ...], ip: str, ip6: str, link: tuple[str, ...],
             driver_opt: tuple[str, ...]) -> None:  # fmt: skip
@@ -209,9 +208,9 @@ def connect(client: EngineClient, network_name: str, container: str,
 
 @network.command("disconnect")
 @engine_command()
-@click.argument("network_name", metavar="NETWORK")
-@click.argument("container")
-@click.option("-f", "--force", is_flag=True, help="Force the container to disconnect.")
+@fw.argument("network_name", metavar="NETWORK")
+@fw.argument("container")
+@fw.option("-f", "--force", is_flag=True, help="Force the container to disconnect.")
 def disconnect(client: EngineClient, network_name: str, container: str, force: bool) -> None:
     """Disconnect a container from a network."""
     client.post(f"/networks/{network_name}/disconnect", {"Container": container, "Force": force})
@@ -219,11 +218,11 @@ def disconnect(client: EngineClient, network_name: str, container: str, force: b
 
 @network.command("prune")
 @engine_command()
-@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
-@click.option("--filter", "filters", multiple=True, help="Provide filter values (until=<ts>).")
+@fw.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
+@fw.option("--filter", "filters", multiple=True, help="Provide filter values (until=<ts>).")
 def prune(client: EngineClient, force: bool, filters: tuple[str, ...]) -> None:
     """Remove all unused networks."""
-    if not force and not click.confirm(PRUNE_WARNING, default=False):
+    if not force and not fw.confirm(PRUNE_WARNING, default=False):
         return
     wanted = parse_filters(filters)
     with daemon_errors():
@@ -232,6 +231,6 @@ def prune(client: EngineClient, force: bool, filters: tuple[str, ...]) -> None:
         )
     deleted = result.get("NetworksDeleted") or []
     if deleted:
-        click.echo("Deleted Networks:")
+        fw.echo("Deleted Networks:")
         for name in deleted:
-            click.echo(name)
+            fw.echo(name)

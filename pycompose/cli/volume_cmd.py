@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 
-import click
-
+from pycompose.cli import framework as fw
 from pycompose.cli.image_cmd import engine_client, size_text, table
 from pycompose.engine.errors import EngineError
 
@@ -15,7 +14,7 @@ def _pairs(items: tuple[str, ...], what: str) -> dict[str, str]:
     for item in items:
         key, eq, value = item.partition("=")
         if not key:
-            raise click.UsageError(f"invalid {what} {item!r}: expected key=value")
+            raise fw.UsageError(f"invalid {what} {item!r}: expected key=value")
         out[key] = value if eq else ""
     return out
 
@@ -25,21 +24,21 @@ def _filters(items: tuple[str, ...]) -> str | None:
     for item in items:
         key, eq, value = item.partition("=")
         if not eq:
-            raise click.UsageError(f"bad format of filter (expected name=value): {item}")
+            raise fw.UsageError(f"bad format of filter (expected name=value): {item}")
         wanted.setdefault(key, []).append(value)
     return json.dumps(wanted) if wanted else None
 
 
-@click.group()
+@fw.group()
 def volume() -> None:
     """Manage volumes."""
 
 
 @volume.command("create")
-@click.argument("name", required=False)
-@click.option("-d", "--driver", default="local", help="Specify volume driver name.")
-@click.option("-l", "--label", "labels", multiple=True, help="Set metadata for a volume.")
-@click.option("-o", "--opt", "opts", multiple=True, help="Set driver specific options.")
+@fw.argument("name", required=False)
+@fw.option("-d", "--driver", default="local", help="Specify volume driver name.")
+@fw.option("-l", "--label", "labels", multiple=True, help="Set metadata for a volume.")
+@fw.option("-o", "--opt", "opts", multiple=True, help="Set driver specific options.")
 def create(name: str | None, driver: str, labels: tuple[str, ...], opts: tuple[str, ...]) -> None:
     """Create a volume."""
     body = {
@@ -48,32 +47,32 @@ def create(name: str | None, driver: str, labels: tuple[str, ...], opts: tuple[s
         "Labels": _pairs(labels, "label"),
         "DriverOpts": _pairs(opts, "option"),
     }
-    click.echo(engine_client().post("/volumes/create", body)["Name"])
+    fw.echo(engine_client().post("/volumes/create", body)["Name"])
 
 
 @volume.command("ls")
-@click.option("-q", "--quiet", is_flag=True, help="Only display volume names.")
-@click.option("-f", "--filter", "filters", multiple=True, help="Provide filter values.")
-@click.option("--format", "fmt", default="table", help="'table' (default) or 'json'.")
+@fw.option("-q", "--quiet", is_flag=True, help="Only display volume names.")
+@fw.option("-f", "--filter", "filters", multiple=True, help="Provide filter values.")
+@fw.option("--format", "fmt", default="table", help="'table' (default) or 'json'.")
 def ls(quiet: bool, filters: tuple[str, ...], fmt: str) -> None:
     """List volumes."""
     if fmt not in ("table", "json"):
-        raise click.UsageError(f"unsupported --format {fmt!r}: use 'table' or 'json'")
+        raise fw.UsageError(f"unsupported --format {fmt!r}: use 'table' or 'json'")
     query = {"filters": _filters(filters)}
     volumes = engine_client().get("/volumes", query)["Volumes"] or []
     volumes.sort(key=lambda v: v["Name"])
     if quiet:
         for v in volumes:
-            click.echo(v["Name"])
+            fw.echo(v["Name"])
     elif fmt == "json":
         for v in volumes:
-            click.echo(json.dumps(v, separators=(",", ":")))
+            fw.echo(json.dumps(v, separators=(",", ":")))
     else:
-        click.echo(table([["DRIVER", "VOLUME NAME"]] + [[v["Driver"], v["Name"]] for v in volumes]))
+        fw.echo(table([["DRIVER", "VOLUME NAME"]] + [[v["Driver"], v["Name"]] for v in volumes]))
 
 
 @volume.command("inspect")
-@click.argument("names", nargs=-1, required=True)
+@fw.argument("names", nargs=-1, required=True)
 def inspect(names: tuple[str, ...]) -> None:
     """Display detailed information on one or more volumes."""
     client = engine_client()
@@ -83,14 +82,14 @@ def inspect(names: tuple[str, ...]) -> None:
             found.append(client.get(f"/volumes/{name}"))
         except EngineError as err:
             missing.append(str(err))
-    click.echo(json.dumps(found, indent=4))
+    fw.echo(json.dumps(found, indent=4))
     if missing:
         raise EngineError("\n".join(f"Error response from daemon: {m}" for m in missing))
 
 
 @volume.command("rm")
-@click.argument("names", nargs=-1, required=True)
-@click.option("-f", "--force", is_flag=True, help="Force the removal of one or more volumes.")
+@fw.argument("names", nargs=-1, required=True)
+@fw.option("-f", "--force", is_flag=True, help="Force the removal of one or more volumes.")
 def rm(names: tuple[str, ...], force: bool) -> None:
     """Remove one or more volumes. You cannot remove a volume that is in use by a container."""
     client = engine_client()
@@ -98,7 +97,7 @@ def rm(names: tuple[str, ...], force: bool) -> None:
     for name in names:
         try:
             client.delete(f"/volumes/{name}", {"force": "1" if force else None})
-            click.echo(name)
+            fw.echo(name)
         except EngineError as err:
             errors.append(f"Error response from daemon: {err}")
     if errors:
@@ -106,13 +105,13 @@ def rm(names: tuple[str, ...], force: bool) -> None:
 
 
 @volume.command("prune")
-@click.option("-a", "--all", "all_volumes", is_flag=True, help="Remove all unused volumes.")
-@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
-@click.option("--filter", "filters", multiple=True, help="Provide filter values.")
+@fw.option("-a", "--all", "all_volumes", is_flag=True, help="Remove all unused volumes.")
+@fw.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
+@fw.option("--filter", "filters", multiple=True, help="Provide filter values.")
 def prune(all_volumes: bool, force: bool, filters: tuple[str, ...]) -> None:
     """Remove unused local volumes (anonymous ones unless --all)."""
     what = "all local volumes" if all_volumes else "anonymous local volumes"
-    if not force and not click.confirm(
+    if not force and not fw.confirm(
         f"WARNING! This will remove {what} not used by at least one container.\n"
         "Are you sure you want to continue?",
         default=False,
@@ -122,8 +121,8 @@ def prune(all_volumes: bool, force: bool, filters: tuple[str, ...]) -> None:
     report = engine_client().post("/volumes/prune", query={"filters": _filters(items)})
     deleted = report.get("VolumesDeleted") or []
     if deleted:
-        click.echo("Deleted Volumes:")
+        fw.echo("Deleted Volumes:")
         for name in deleted:
-            click.echo(name)
-        click.echo("")
-    click.echo(f"Total reclaimed space: {size_text(int(report.get('SpaceReclaimed') or 0))}")
+            fw.echo(name)
+        fw.echo("")
+    fw.echo(f"Total reclaimed space: {size_text(int(report.get('SpaceReclaimed') or 0))}")

@@ -114,9 +114,9 @@ def test_cli_ipam_pairing_and_ls_rendering() -> None:
         {"Subnet": "10.1.0.0/24", "Gateway": "10.1.0.254"},
         {"Subnet": "fd00::/64"},
     ]
-    import click
+    from pycompose.cli import framework as fw
 
-    with pytest.raises(click.UsageError):
+    with pytest.raises(fw.UsageError):
         ipam_config((), ("10.1.0.1",), (), ())
     nets = [{"Id": "b" * 64, "Name": "zeta", "Driver": "bridge", "Scope": "local"},
             {"Id": "a" * 64, "Name": "alpha", "Driver": "null", "Scope": "local"}]  # fmt: skip

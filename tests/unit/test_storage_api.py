@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-import click
 import pytest
 
+from pycompose.cli import framework as fw
 from pycompose.cli.volume_cmd import _filters, _pairs
 from pycompose.engine.errors import InvalidArgument
 from pycompose.storage.api import list_matcher, prune_matcher
@@ -62,5 +62,5 @@ def test_cli_helpers() -> None:
         "dangling": ["true"],
     }
     assert _filters(()) is None
-    with pytest.raises(click.UsageError):
+    with pytest.raises(fw.UsageError):
         _filters(("nokey",))
