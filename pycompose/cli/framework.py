@@ -412,14 +412,19 @@ def _indent(text: str) -> str:
     return "\n".join(f"  {line}" if line else "" for line in text.splitlines())
 
 
-def _table(rows: list[tuple[str, str]]) -> str:
+def _table(rows: list[tuple[str, str]], line_width: int = 80) -> str:
+    """Two columns; the right one wrapped to ``line_width`` (only help text pays for
+    importing textwrap)."""
+    import textwrap
+
     width = min(max((len(left) for left, _ in rows), default=0), 30)
+    pad = " " * (width + 4)
     lines = []
     for left, right in rows:
-        if len(left) > width:
-            lines.append(f"  {left}\n  {'':{width}}  {right}".rstrip())
-        else:
-            lines.append(f"  {left:{width}}  {right}".rstrip())
+        wrapped = textwrap.wrap(right, max(line_width - len(pad), 20)) or [""]
+        first = f"  {left:{width}}  {wrapped[0]}" if len(left) <= width else (
+            f"  {left}\n{pad}{wrapped[0]}")
+        lines.append("\n".join([first.rstrip(), *(pad + more for more in wrapped[1:])]))
     return "\n".join(lines)
 
 

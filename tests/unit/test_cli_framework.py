@@ -226,3 +226,19 @@ def test_file_errors_say_error_and_exit_1(capsys: pytest.CaptureFixture[str]) ->
     assert fw.run(load, [], "x") == 1
     assert capsys.readouterr().err == (
         "Error: Could not open file 'x.tar': No such file or directory\n")
+
+
+def test_long_option_help_wraps_under_its_column(capsys: pytest.CaptureFixture[str]) -> None:
+    @fw.command("wide")
+    @fw.option("--level", choices=["debug", "info", "warning", "error"], default="info",
+               show_default=True, help="How much the daemon says. " * 4)
+    def wide(level: str) -> None:
+        """Wide."""
+
+    assert fw.run(wide, ["--help"], "x wide") == 0
+    lines = capsys.readouterr().out.splitlines()
+    start = lines.index("  --level [debug|info|warning|error]")
+    body = lines[start + 1:-1]
+    assert len(body) >= 2 and all(len(line) <= 80 for line in lines)
+    assert all(line.startswith(" " * 34) and line[34] != " " for line in body)
+    assert body[-1].endswith("[default: info]")
