@@ -171,7 +171,7 @@ class ContainerNetworking:
             raise
         record.network_settings.update(settings)
         record.network_settings["PortSummary"] = port_summary(net.ports)
-        self.mgr.store.save(record)
+        # Not saved here: the runner saves the record once the process runs (or failed).
         hosts = [(" ".join(dict.fromkeys([alias, other.name, other.short_id])), ip)
                  for alias, other, ip in links]  # fmt: skip
         # Link variables are the legacy bridge's; on user networks a link is only a name.
@@ -217,7 +217,7 @@ class ContainerNetworking:
         ns.update({"Ports": {k: None for k in exposed}, "PortSummary": [], "SandboxKey": "",
                    "SandboxID": "", "IPAddress": "", "Gateway": "", "MacAddress": "",
                    "EndpointID": "", "IPPrefixLen": 0})  # fmt: skip
-        self.mgr.store.save(record)
+        # The caller (exit or failed start) saves the record right after.
 
     async def readopt(self, record: ContainerRecord) -> None:
         """A restarted daemon found the container running: DNS and published ports again."""
