@@ -74,8 +74,8 @@ def test_bad_create_requests_name_the_field(engine: EngineProcess) -> None:
         create(client, "true", Bogus=1)
     with pytest.raises(InvalidArgument, match=r"unknown field HostConfig\.Nope"):
         create(client, "true", HostConfig={"Nope": True})
-    with pytest.raises(InvalidArgument, match=r"HostConfig\.PortBindings"):
-        create(client, "true", HostConfig={"PortBindings": {"80/tcp": [{"HostPort": "8080"}]}})
+    with pytest.raises(InvalidArgument, match=r"HostConfig\.CgroupParent"):
+        create(client, "true", HostConfig={"CgroupParent": "/elsewhere"})
     with pytest.raises(InvalidArgument, match="Healthcheck"):
         create(client, "true", Healthcheck={"Test": ["CMD", "true"]})
     with pytest.raises(InvalidArgument, match="network mynet not found"):
@@ -157,12 +157,13 @@ def test_pause_unpause_rename_kill_and_info(engine: EngineProcess) -> None:
 
 def test_container_network_none_has_only_lo(engine: EngineProcess) -> None:
     client = engine.client()
-    for mode in ("none", "default", "bridge"):
+    # none: only loopback; default and bridge: the predefined bridge network's eth0 too.
+    for mode, links in (("none", ["lo"]), ("default", ["eth0", "lo"]), ("bridge", ["eth0", "lo"])):
         cid = run(client, "sh", "-c", "ls /sys/class/net; hostname; cat /etc/hostname",
                   HostConfig={"NetworkMode": mode})  # fmt: skip
         assert wait(client, cid)["StatusCode"] == 0
         out = b"".join(d for _, d in logs(client, cid)).decode().split()
-        assert out == ["lo", cid[:12], cid[:12]]
+        assert out == [*links, cid[:12], cid[:12]]
         client.delete(f"/containers/{cid}")
 
 

@@ -65,14 +65,11 @@ def test_docker_cli_defaults_are_accepted_and_filled() -> None:
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("PortBindings", {"80/tcp": [{"HostPort": "8080"}]}, "HostConfig.PortBindings"),
-        ("Links", ["a:b"], "HostConfig.Links"),
         ("DeviceRequests", [{"Count": -1}], "HostConfig.DeviceRequests"),
         ("UsernsMode", "private", "HostConfig.UsernsMode"),
         ("NoSuchField", 1, "unknown field HostConfig.NoSuchField"),
         ("RestartPolicy", {"Name": "sometimes"}, "invalid restart policy"),
         ("LogConfig", {"Type": "syslog"}, "logging driver 'syslog'"),
-        ("NetworkMode", "mynet", "network mynet not found"),
         ("Memory", 1024, "Minimum memory limit"),
         ("Memory", "1g", "must be an integer"),
     ],
