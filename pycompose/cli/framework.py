@@ -5,8 +5,9 @@ Commands are plain functions decorated with :func:`option` and :func:`argument` 
 to bottom as they appear in the help) and then :func:`command`; :class:`Group` nests them,
 importing a lazily registered subcommand's module only when it runs. A group's callback may
 return an object (the root's compose ``ProjectOptions``) that commands marked
-:func:`pass_obj` receive first. Usage errors print one line and end with status 2 (or the
-command's ``usage_exit_code``: docker's 125 for ``run``/``create``).
+:func:`pass_obj` receive first; it runs when a command first asks for that object, so a
+group callback is for building the object only. Usage errors print one line and end with
+status 2 (or the command's ``usage_exit_code``: docker's 125 for ``run``/``create``).
 """
 
 from __future__ import annotations
@@ -338,7 +339,9 @@ class Command:
 
     def invoke(self, obj: Any, kwargs: dict[str, Any]) -> Any:
         """Call the callback (with the group's object first if it asked for it)."""
-        return self.callback(obj, **kwargs) if self.pass_obj else self.callback(**kwargs)
+        if self.pass_obj:
+            return self.callback(_resolve(obj), **kwargs)
+        return self.callback(**kwargs)
 
     def usage(self, prog: str) -> str:
         """``Usage: prog [OPTIONS] ARGS``."""
@@ -446,6 +449,25 @@ def command(name: str | None = None, *, help_flags: Sequence[str] | None = None,
     return decorate
 
 
+class _Deferred:
+    """A group's object, built on first use: commands that do not ask for it (``run``
+    does not need the compose options) do not pay for its imports."""
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self._build: Callable[[], Any] | None = build
+        self._value: Any = None
+
+    def get(self) -> Any:
+        if self._build is not None:
+            build, self._build = self._build, None
+            self._value = build()
+        return self._value
+
+
+def _resolve(obj: Any) -> Any:
+    return obj.get() if isinstance(obj, _Deferred) else obj
+
+
 class Group(Command):
     """A command of subcommands, registered directly or lazily as ``"module:attribute"``."""
 
@@ -522,9 +544,12 @@ class Group(Command):
             unknown.prog = prog
             raise unknown
         kwargs = {p.dest: p.value(getattr(namespace, p.dest)) for p in self.params}
-        result = self.invoke(obj, kwargs)
-        sub_obj = obj if result is None else result
-        return cmd.main(getattr(namespace, "\0args"), f"{prog} {name}", sub_obj, flags)
+
+        def build() -> Any:
+            result = self.invoke(obj, kwargs)
+            return _resolve(obj) if result is None else result
+
+        return cmd.main(getattr(namespace, "\0args"), f"{prog} {name}", _Deferred(build), flags)
 
     def usage(self, prog: str) -> str:
         return f"Usage: {prog} [OPTIONS] COMMAND [ARGS]..."
@@ -545,8 +570,8 @@ class Group(Command):
 
 def group(name: str | None = None, *, lazy: dict[str, str] | None = None,
           version: str | None = None) -> Callable[[Callable[..., Any]], Group]:
-    """Make a group of a function (run before the subcommand; what it returns is passed on
-    to subcommands that ask for it) and the options declared on it; with ``version``, the
+    """Make a group of a function (run once, when a subcommand first asks for the object it
+    returns) and the options declared on it; with ``version``, the
     group has a ``--version`` flag that prints it."""
 
     def decorate(func: Callable[..., Any]) -> Group:

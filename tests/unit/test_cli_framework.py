@@ -25,6 +25,7 @@ def _tool(calls: Calls) -> fw.Group:
         """The tool.
 
         More words here."""
+        calls.append({"root": project_name})
         return {"files": files, "name": project_name}
 
     @fw.command("show")
@@ -82,18 +83,21 @@ def test_options_flags_choices_and_defaults() -> None:
     code, calls = call(["-f", "a.yaml", "--file=b.yaml", "show", "x", "-q", "y", "-n", "3",
                         "--format", "json", "--no-pause", "--human", "no"])
     assert code == 0
+    assert calls.pop(0) == {"root": None}
     assert calls == [{"obj": {"files": ("a.yaml", "b.yaml"), "name": None}, "items": ("x", "y"),
                       "fmt": "json", "quiet": True, "last": 3, "human": False, "pause": False,
                       "output": None}]
     code, calls = call(["-p", "proj", "list"])
-    assert calls == [{"obj": {"files": (), "name": "proj"}, "items": (), "fmt": "yaml",
+    assert calls == [{"root": "proj"},
+                     {"obj": {"files": (), "name": "proj"}, "items": (), "fmt": "yaml",
                       "quiet": False, "last": -1, "human": True, "pause": True,
                       "output": None}]
 
 
 def test_option_values_may_start_with_a_dash() -> None:
     _, calls = call(["show", "-o", "-", "--format", "json", "-n", "-2"])
-    assert (calls[0]["output"], calls[0]["last"]) == ("-", -2)
+    assert (calls[-1]["output"], calls[-1]["last"]) == ("-", -2)
+    # run does not ask for the root's object: the root callback never runs
     _, calls = call(["-p", "-x", "run", "-e", "-A", "--hostname", "--h", "img", "-e", "B"])
     assert calls == [{"image": "img", "command": ("-e", "B"), "hostname": "--h",
                       "detach": False, "env": ("-A",)}]
@@ -122,7 +126,8 @@ def test_usage_errors_are_one_line_with_status_2_or_the_commands(
     for argv, status, start in cases:
         code, calls = call(argv)
         out, err = capsys.readouterr()
-        assert (code, out, calls) == (status, "", []), argv
+        ran = [c for c in calls if "root" not in c]  # hello asks for the object: root ran
+        assert (code, out, ran) == (status, "", []), argv
         assert err.startswith(start) and err.count("\n") == 1, (argv, err)
 
 
@@ -158,7 +163,7 @@ def test_version_echo_and_object_pass_through(capsys: pytest.CaptureFixture[str]
     assert call(["--version"])[0] == 0
     out = capsys.readouterr().out
     assert out == "tool, version 1.2.3\n"
-    assert call(["-p", "pr", "sub", "hello", "you"]) == (0, [])
+    assert call(["-p", "pr", "sub", "hello", "you"]) == (0, [{"root": "pr"}])
     assert capsys.readouterr() == ("hello you pr\n", "to stderr\n")
 
 
