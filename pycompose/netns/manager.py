@@ -30,7 +30,7 @@ from pycompose.netns.bridge import ensure_bridge, is_bridge_name
 from pycompose.netns.kernel import Kernel, VethSpec
 from pycompose.netns.networks import NetworkSpec, make_record
 from pycompose.netns.ports import PortBinding, Reserver, find_holder, reserve_port
-from pycompose.netns.publish import PortTable
+from pycompose.netns.publish import PortTable, Proxier
 from pycompose.netns.records import (
     DRIVER_BRIDGE,
     PREDEFINED,
@@ -38,6 +38,7 @@ from pycompose.netns.records import (
     NetworkRecord,
     NetworkStore,
 )
+from pycompose.netns.userproxy import UserProxy
 from pycompose.netns.veth import is_veth_name, next_ifname, veth_name
 
 Listener = Callable[[str, Endpoint], None]
@@ -66,12 +67,14 @@ class NetworkManager:
         *,
         reserver: Reserver = reserve_port,
         holder: Callable[[str, str, int], str | None] = find_holder,
+        proxier: Proxier | None = None,
     ) -> None:
         self.config = config
         self.kernel = kernel
         self.prefix = config.bridge_prefix
         self.netns_dir = config.runtime_dir / "netns"
-        self.ports = PortTable(reserver, holder)
+        # Ports on ::1 (no DNAT for IPv6 loopback) go through the userland proxy.
+        self.ports = PortTable(reserver, holder, proxier or UserProxy().start)
         self._store = NetworkStore(config.root / "networks")
         self._lock = threading.RLock()
         self._networks: dict[str, NetworkRecord] = {r.id: r for r in self._store.load_all()}

@@ -2,8 +2,10 @@
 
 A published port is reserved by binding (not listening on) a host socket, so no host process
 can take it while the kernel forwards it; the rules themselves are nftables DNAT, written by
-the manager from :meth:`PortTable.rules`. A port that is taken is reported naming its holder:
-one of our containers, or the host process that has it open.
+the manager from :meth:`PortTable.rules`. Where DNAT cannot work (``::1``), the table starts
+a userland proxy on the reservation instead (:mod:`pycompose.netns.userproxy`). A port that
+is taken is reported naming its holder: one of our containers, or the host process that has
+it open.
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ from pycompose.netns import nat
 from pycompose.netns.errors import PortInUse
 from pycompose.netns.ports import PortBinding, Reserver, candidates
 from pycompose.netns.records import Endpoint
+from pycompose.netns.userproxy import Stop, needs_proxy
 
 Holder = Callable[[str, str, int], "str | None"]
+# (protocol, reservation socket, target ip, target port) -> how to stop the proxy
+Proxier = Callable[[str, socket.socket, str, int], Stop]
 _ANY = ("", "0.0.0.0", "::")
 
 
@@ -30,9 +35,13 @@ class Published:
     bindings: list[PortBinding] = field(default_factory=list)
     rules: list[nat.PortRule] = field(default_factory=list)
     sockets: list[socket.socket] = field(default_factory=list)
+    proxies: list[tuple[str, Stop]] = field(default_factory=list)  # (target ip, stop)
 
     def close(self) -> None:
-        """Release the reservations."""
+        """Stop the userland proxies and release the reservations."""
+        for _, stop in self.proxies:
+            stop()
+        self.proxies.clear()
         for sock in self.sockets:
             sock.close()
         self.sockets.clear()
@@ -45,9 +54,10 @@ def _same_address(a: str, b: str) -> bool:
 class PortTable:
     """Published ports by container id. Not thread-safe: the manager holds its lock."""
 
-    def __init__(self, reserver: Reserver, holder: Holder) -> None:
+    def __init__(self, reserver: Reserver, holder: Holder, proxier: Proxier | None = None) -> None:
         self._reserve = reserver
         self._holder = holder
+        self._proxy = proxier
         self._by_container: dict[str, Published] = {}
 
     def publish(
@@ -69,10 +79,11 @@ class PortTable:
     def _publish_one(
         self, cid: str, binding: PortBinding, ep: Endpoint, bridge: str, pub: Published
     ) -> None:
-        if binding.host_ip == "::1":
+        proxied = needs_proxy(binding.host_ip)
+        if proxied and self._proxy is None:
             raise InvalidArgument("publishing on ::1 is not supported: the kernel cannot "
                                   "forward IPv6 loopback traffic; use 127.0.0.1")  # fmt: skip
-        if ":" in binding.host_ip and not ep.ipv6:
+        if ":" in binding.host_ip and not ep.ipv6 and not proxied:
             raise InvalidArgument(
                 f"cannot publish on {binding.host_ip}: the container has no IPv6 address"
             )
@@ -96,7 +107,12 @@ class PortTable:
             pub.sockets.append(sock)
             resolved = replace(binding, host_port=port, host_range=None)
             pub.bindings.append(resolved)
-            pub.rules += _rules(resolved, ep, bridge)
+            if proxied and self._proxy is not None:
+                ip = ep.ipv4 or ep.ipv6
+                stop = self._proxy(binding.protocol, sock, ip, binding.container_port)
+                pub.proxies.append((ip, stop))
+            else:
+                pub.rules += _rules(resolved, ep, bridge)
             return
         if binding.host_port and taken:
             who = self._holder(binding.protocol, binding.host_ip, binding.host_port)
@@ -123,10 +139,16 @@ class PortTable:
         return True
 
     def drop_rules_to(self, container_id: str, addresses: Collection[str]) -> None:
-        """Stop forwarding to ``addresses`` (the container left that network)."""
+        """Stop forwarding to ``addresses`` (the container left that network).
+
+        A userland proxy to them stops, and with it goes its reservation of the port.
+        """
         pub = self._by_container.get(container_id)
         if pub is not None:
             pub.rules = [r for r in pub.rules if r.container_ip not in addresses]
+            for ip, stop in [p for p in pub.proxies if p[0] in addresses]:
+                stop()
+                pub.proxies.remove((ip, stop))
 
     def bindings(self, container_id: str) -> list[PortBinding]:
         """The container's published ports, host ports resolved."""
