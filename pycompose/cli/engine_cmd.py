@@ -38,16 +38,57 @@ def config_options(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        # Only ``serve`` has the registry options (see registry_options) and reads the
+        # daemon config file; the other commands take registry settings from the environment.
+        serving = "config_file" in kwargs
         kwargs["config"] = EngineConfig.load(
             root=kwargs.pop("root"),
             runtime_dir=kwargs.pop("runtime_dir"),
             host=kwargs.pop("host"),
             bridge_prefix=kwargs.pop("bridge_prefix"),
             subnet_pool=kwargs.pop("subnet_pool"),
+            registry_mirrors=kwargs.pop("registry_mirrors", None),
+            insecure_registries=kwargs.pop("insecure_registries", None),
+            config_file=kwargs.pop("config_file", None),
+            read_config_file=serving,
         )
         return func(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def registry_options(func: F) -> F:
+    """``engine serve``'s registry flags and daemon config file, as dockerd's.
+
+    Put it below ``config_options``, which turns them into the EngineConfig.
+    """
+    options = [
+        fw.option(
+            "--config-file",
+            metavar="PATH",
+            help="Daemon config file (JSON: registry-mirrors, insecure-registries) "
+            "[<config dir>/daemon.json].",
+        ),
+        fw.option(
+            "--registry-mirror",
+            "registry_mirrors",
+            multiple=True,
+            metavar="URL",
+            help="A Docker Hub mirror, tried first (repeatable) "
+            "[env PYCOMPOSE_REGISTRY_MIRRORS, comma-separated].",
+        ),
+        fw.option(
+            "--insecure-registry",
+            "insecure_registries",
+            multiple=True,
+            metavar="HOST[:PORT]|CIDR",
+            help="A registry allowed plain http or unverified TLS (repeatable; loopback "
+            "always is) [env PYCOMPOSE_INSECURE_REGISTRIES, comma-separated].",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
 
 
 @fw.group()
@@ -57,6 +98,7 @@ def engine() -> None:
 
 @engine.command()
 @config_options
+@registry_options
 @fw.option(
     "--log-level",
     choices=["debug", "info", "warning", "error"],

@@ -3,15 +3,18 @@
 Everything is overridable so that tests (and users) can run fully isolated engines side by
 side: flags win over the environment (``PYCOMPOSE_ROOT``, ``PYCOMPOSE_RUNTIME_DIR``,
 ``PYCOMPOSE_HOST``, ``PYCOMPOSE_BRIDGE_PREFIX``, ``PYCOMPOSE_SUBNET_POOL``), which wins over the
-defaults. This module is imported by every CLI command that talks to the engine, so it uses
-nothing beyond ``os``, ``pathlib`` and ``dataclasses``.
+defaults. Registry settings (mirrors, insecure registries) also come from a JSON daemon config
+file, as dockerd's ``daemon.json``, below the environment (``PYCOMPOSE_REGISTRY_MIRRORS``,
+``PYCOMPOSE_INSECURE_REGISTRIES``); only ``engine serve`` reads that file. This module is
+imported by every CLI command that talks to the engine, so it uses nothing beyond ``os``,
+``pathlib`` and ``dataclasses`` at import time.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +26,9 @@ DEFAULT_BRIDGE_PREFIX = "pc-"
 DEFAULT_SUBNET_POOL = ("10.89.0.0/16",)
 DEFAULT_SUBNET_SIZE = 24
 SOCKET_NAME = "engine.sock"
+DAEMON_FILE = "daemon.json"
+# Loopback is always insecure, as in dockerd: a registry on this host needs no certificate.
+LOOPBACK_INSECURE = ("127.0.0.0/8", "::1/128", "localhost")
 
 # Bridge names are at most 15 characters (IFNAMSIZ - 1); the network part needs 9 of them.
 _MAX_BRIDGE_PREFIX = 6
@@ -50,7 +56,11 @@ class EngineConfig:
     holds the socket, pid file, lock and log; ``socket_path`` is where the API listens.
     ``bridge_prefix`` starts every bridge name this engine creates and ``subnet_pool`` /
     ``subnet_size`` are where its networks' subnets come from, so that two engines on one
-    host never collide.
+    host never collide. ``registry_mirrors`` (normalised ``scheme://host[:port]/`` URLs) are
+    tried first for Docker Hub pulls; ``insecure_registries`` are the configured
+    ``host[:port]`` names and CIDRs allowed plain http or unverified TLS (loopback is added
+    where they are used, see :data:`LOOPBACK_INSECURE`). ``config_file`` is the daemon config
+    file named on the command line, if any.
     """
 
     root: Path = DEFAULT_ROOT
@@ -59,6 +69,9 @@ class EngineConfig:
     bridge_prefix: str = DEFAULT_BRIDGE_PREFIX
     subnet_pool: tuple[str, ...] = DEFAULT_SUBNET_POOL
     subnet_size: int = DEFAULT_SUBNET_SIZE
+    registry_mirrors: tuple[str, ...] = ()
+    insecure_registries: tuple[str, ...] = ()
+    config_file: Path | None = None
 
     @classmethod
     def load(
@@ -69,12 +82,20 @@ class EngineConfig:
         host: str | None = None,
         bridge_prefix: str | None = None,
         subnet_pool: str | None = None,
+        registry_mirrors: Sequence[str] | None = None,
+        insecure_registries: Sequence[str] | None = None,
+        config_file: str | os.PathLike[str] | None = None,
+        read_config_file: bool = False,
         environ: Mapping[str, str] | None = None,
     ) -> EngineConfig:
         """Build a config from flags (arguments, ``None`` when not given) and the environment.
 
         ``subnet_pool`` is a comma-separated list of CIDRs, optionally followed by
         ``:<prefix length>`` for the size of each network (``10.89.0.0/16:24``).
+        ``registry_mirrors`` / ``insecure_registries`` are the repeated flags (empty means
+        not given). With ``read_config_file`` (``engine serve``) or an explicit
+        ``config_file``, the daemon config file is read too: ``config_file`` (which must
+        exist) or else ``<config dir>/daemon.json`` if it exists.
         """
         env = os.environ if environ is None else environ
         root_s = root if root is not None else env.get("PYCOMPOSE_ROOT") or DEFAULT_ROOT
@@ -92,6 +113,11 @@ class EngineConfig:
         pool, size = (
             parse_subnet_pool(pool_s) if pool_s else (DEFAULT_SUBNET_POOL, DEFAULT_SUBNET_SIZE)
         )
+        mirrors, insecure = load_registry_settings(
+            registry_mirrors, insecure_registries, env,
+            config_file=Path(config_file) if config_file is not None else None,
+            read_default=read_config_file,
+        )
         return cls(
             root=root_p,
             runtime_dir=run_p,
@@ -101,6 +127,9 @@ class EngineConfig:
             ),
             subnet_pool=pool,
             subnet_size=size,
+            registry_mirrors=mirrors,
+            insecure_registries=insecure,
+            config_file=Path(config_file) if config_file is not None else None,
         )
 
     @property
@@ -133,13 +162,27 @@ class EngineConfig:
 
     def serve_args(self) -> list[str]:
         """The ``engine serve`` flags that reproduce this config in a child process."""
-        return [
+        args = [
             "--root", str(self.root),
             "--runtime-dir", str(self.runtime_dir),
             "--host", self.host,
             "--bridge-prefix", self.bridge_prefix,
             "--subnet-pool", f"{','.join(self.subnet_pool)}:{self.subnet_size}",
         ]  # fmt: skip
+        if self.config_file is not None:
+            args += ["--config-file", str(self.config_file)]
+        for mirror in self.registry_mirrors:
+            args += ["--registry-mirror", mirror]
+        for entry in self.insecure_registries:
+            args += ["--insecure-registry", entry]
+        return args
+
+    @property
+    def registry_insecure_all(self) -> tuple[str, ...]:
+        """The configured insecure registries followed by loopback (always insecure)."""
+        return self.insecure_registries + tuple(
+            e for e in LOOPBACK_INSECURE if e not in self.insecure_registries
+        )
 
 
 def _absolute(path: Path, what: str) -> Path:
@@ -183,3 +226,228 @@ def parse_subnet_pool(text: str) -> tuple[tuple[str, ...], int]:
                 f"subnet pool entry {cidr!r} is smaller than the network size /{size}"
             )
     return pools, size
+
+
+# -- registry settings ---------------------------------------------------------------------
+
+_DAEMON_KEYS = {"registry-mirrors": "mirrors", "insecure-registries": "insecure"}
+_HOSTNAME_RE = re.compile(
+    r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$"
+)
+
+
+def config_dir(environ: Mapping[str, str]) -> Path:
+    """pycompose's config dir, found as the credentials store finds it.
+
+    ``$PYCOMPOSE_CONFIG_DIR``, else ``$XDG_CONFIG_HOME/pycompose``, else
+    ``~/.config/pycompose``.
+    """
+    if given := environ.get("PYCOMPOSE_CONFIG_DIR"):
+        return Path(given)
+    base = environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "pycompose"
+
+
+def load_registry_settings(
+    mirror_flags: Sequence[str] | None,
+    insecure_flags: Sequence[str] | None,
+    environ: Mapping[str, str],
+    *,
+    config_file: Path | None = None,
+    read_default: bool = False,
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Resolve and validate the registry mirrors and insecure registries.
+
+    Each setting comes from the first of: the flags, the environment (comma-separated), the
+    daemon config file. Returns ``(mirrors, insecure)``; any invalid value raises
+    InvalidArgument naming it and where it came from.
+    """
+    file_values: dict[str, tuple[str, ...]] = {}
+    path = config_file
+    if path is None and read_default:
+        path = config_dir(environ) / DAEMON_FILE
+    if path is not None and (config_file is not None or path.exists()):
+        file_values = read_daemon_file(path)
+    insecure_raw, insecure_src = _pick(
+        insecure_flags, environ, "PYCOMPOSE_INSECURE_REGISTRIES", file_values, "insecure",
+        "--insecure-registry", f"{path} insecure-registries",
+    )
+    mirrors_raw, mirrors_src = _pick(
+        mirror_flags, environ, "PYCOMPOSE_REGISTRY_MIRRORS", file_values, "mirrors",
+        "--registry-mirror", f"{path} registry-mirrors",
+    )
+    insecure = parse_insecure_registries(insecure_raw, insecure_src)
+    mirrors = parse_mirrors(mirrors_raw, mirrors_src, insecure)
+    return mirrors, insecure
+
+
+def _pick(
+    flags: Sequence[str] | None,
+    environ: Mapping[str, str],
+    env_name: str,
+    file_values: Mapping[str, tuple[str, ...]],
+    file_key: str,
+    flag_name: str,
+    file_source: str,
+) -> tuple[tuple[str, ...], str]:
+    if flags:
+        return tuple(flags), flag_name
+    env_value = environ.get(env_name, "")
+    if env_value.strip():
+        return tuple(p.strip() for p in env_value.split(",") if p.strip()), env_name
+    return file_values.get(file_key, ()), file_source
+
+
+def read_daemon_file(path: Path) -> dict[str, tuple[str, ...]]:
+    """Read a dockerd-style ``daemon.json``; only its registry keys are supported.
+
+    Returns ``{"mirrors": (...), "insecure": (...)}`` for the keys present.
+    """
+    import json  # only engine serve reads the file: keep the client's import cheap
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise InvalidArgument(f"cannot read daemon config file {path}: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        raise InvalidArgument(f"daemon config file {path} is not UTF-8 text") from err
+    try:
+        data = json.loads(text) if text.strip() else {}
+    except ValueError as err:
+        raise InvalidArgument(f"daemon config file {path} is not valid JSON: {err}") from err
+    if not isinstance(data, dict):
+        raise InvalidArgument(f"daemon config file {path} must hold a JSON object")
+    unknown = sorted(set(data) - set(_DAEMON_KEYS))
+    if unknown:
+        raise InvalidArgument(
+            f"daemon config file {path}: unsupported key(s) {', '.join(map(repr, unknown))}; "
+            f"supported: {', '.join(_DAEMON_KEYS)}"
+        )
+    out: dict[str, tuple[str, ...]] = {}
+    for key, name in _DAEMON_KEYS.items():
+        if key not in data:
+            continue
+        value = data[key]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise InvalidArgument(f"daemon config file {path}: {key} must be a list of strings")
+        out[name] = tuple(value)
+    return out
+
+
+def parse_insecure_registries(entries: Sequence[str], source: str) -> tuple[str, ...]:
+    """Validate ``host[:port]`` names and CIDRs (normalised, duplicates dropped).
+
+    As dockerd does, a leading ``http://`` or ``https://`` is removed; any other scheme is
+    refused.
+    """
+    import ipaddress  # only when insecure registries are given
+
+    out: list[str] = []
+    for raw in entries:
+        entry = raw.strip()
+        for scheme in ("http://", "https://"):
+            if entry.lower().startswith(scheme):
+                entry = entry[len(scheme):]
+        if "://" in entry:
+            raise InvalidArgument(f"invalid insecure registry {raw!r} ({source}): "
+                                  "only a host[:port] or a CIDR, without a scheme")
+        if "/" in entry:
+            try:
+                entry = str(ipaddress.ip_network(entry, strict=False))
+            except ValueError as err:
+                raise InvalidArgument(
+                    f"invalid insecure registry {raw!r} ({source}): not a valid CIDR: {err}"
+                ) from err
+        elif not _valid_host_port(entry):
+            raise InvalidArgument(
+                f"invalid insecure registry {raw!r} ({source}): expected host[:port] or a CIDR"
+            )
+        if entry not in out:
+            out.append(entry)
+    return tuple(out)
+
+
+def _valid_host_port(text: str) -> bool:
+    import ipaddress
+
+    host, port = text, ""
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            return False
+        port = rest[1:] if rest else ""
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return False
+        return not rest or _valid_port(port)
+    if text.count(":") == 1:
+        host, port = text.split(":")
+        if not _valid_port(port):
+            return False
+    return bool(_HOSTNAME_RE.match(host)) and len(host) <= 253
+
+
+def _valid_port(port: str) -> bool:
+    return port.isdigit() and 0 < int(port) <= 65535
+
+
+def parse_mirrors(
+    entries: Sequence[str], source: str, insecure: Sequence[str]
+) -> tuple[str, ...]:
+    """Validate mirror URLs and normalise them to ``scheme://host[:port]/``.
+
+    A plain-http mirror must be an insecure registry (loopback always is), since the
+    registry client refuses plain http to any other host.
+    """
+    from urllib.parse import urlsplit  # only when mirrors are given
+
+    out: list[str] = []
+    for raw in entries:
+        try:
+            url = urlsplit(raw.strip())
+            url.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError as err:
+            raise InvalidArgument(f"invalid registry mirror {raw!r} ({source}): {err}") from err
+        problem = ""
+        if url.scheme not in ("http", "https"):
+            problem = "the URL must start with http:// or https://"
+        elif not url.hostname or not _valid_host_port(url.netloc.rpartition("@")[2]):
+            problem = "the URL has no valid host"
+        elif url.username is not None or url.password is not None:
+            problem = "a user name or password is not allowed in the URL"
+        elif url.query or url.fragment or raw.strip().endswith(("?", "#")):
+            problem = "a query or fragment is not allowed in the URL"
+        elif url.path not in ("", "/"):
+            problem = "a path is not supported: give scheme://host[:port]"
+        elif url.scheme == "http" and not is_insecure(url.netloc, insecure):
+            problem = (f"plain http needs {url.netloc} to be an insecure registry "
+                       f"(add --insecure-registry {url.netloc})")
+        if problem:
+            raise InvalidArgument(f"invalid registry mirror {raw!r} ({source}): {problem}")
+        normal = f"{url.scheme}://{url.netloc.lower()}/"
+        if normal not in out:
+            out.append(normal)
+    return tuple(out)
+
+
+def is_insecure(host: str, insecure: Sequence[str]) -> bool:
+    """Whether ``host[:port]`` is an insecure registry: listed by name (with or without
+    the port), in a listed CIDR, or on loopback."""
+    import ipaddress
+
+    entries = tuple(insecure) + LOOPBACK_INSECURE
+    if host.startswith("["):
+        name = host[1:].partition("]")[0]
+    else:
+        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    for entry in entries:
+        if entry in (host, name):
+            return True
+        if "/" in entry:
+            try:
+                if ipaddress.ip_address(name) in ipaddress.ip_network(entry, strict=False):
+                    return True
+            except ValueError:
+                continue
+    return False

@@ -42,6 +42,10 @@ InfoProvider: TypeAlias = Callable[[], Mapping[str, Any] | Awaitable[Mapping[str
 ComponentProvider: TypeAlias = Callable[[], Mapping[str, Any]]
 """Returns one /version component: ``{"Name": "runc", "Version": "1.1.5", "Details": {...}}``."""
 
+# Always insecure (config.LOOPBACK_INSECURE); dockerd lists them after the configured CIDRs,
+# IPv6 first.
+_LOOPBACK_CIDRS = ("::1/128", "127.0.0.0/8")
+
 _GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386",
             "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}  # fmt: skip
 
@@ -116,6 +120,21 @@ def engine_id(root: Path) -> str:
         tmp.write_text(ident + "\n")
         os.replace(tmp, path)
         return ident
+
+
+def registry_info(config: EngineConfig) -> dict[str, Any]:
+    """/info's RegistryConfig in Docker's shape: host-named insecure registries and Docker
+    Hub (with the mirrors) in IndexConfigs, the insecure CIDRs with loopback last."""
+    mirrors = list(config.registry_mirrors)
+    cidrs = [e for e in config.insecure_registries if "/" in e]
+    cidrs += [e for e in _LOOPBACK_CIDRS if e not in cidrs]
+    indexes: dict[str, Any] = {
+        name: {"Name": name, "Mirrors": [], "Secure": False, "Official": False}
+        for name in config.insecure_registries if "/" not in name
+    }
+    indexes["docker.io"] = {"Name": "docker.io", "Mirrors": mirrors, "Secure": True,
+                            "Official": True}
+    return {"IndexConfigs": indexes, "InsecureRegistryCIDRs": cidrs, "Mirrors": mirrors}
 
 
 class SystemService:
@@ -239,8 +258,7 @@ class SystemService:
             "OSType": "linux",
             "Architecture": uname.machine,
             "IndexServerAddress": "https://index.docker.io/v1/",
-            "RegistryConfig": {"IndexConfigs": {}, "InsecureRegistryCIDRs": ["127.0.0.0/8"],
-                               "Mirrors": []},
+            "RegistryConfig": registry_info(self.config),
             "NCPU": os.cpu_count() or 1,
             "MemTotal": total_memory(),
             "DockerRootDir": str(self.config.root),

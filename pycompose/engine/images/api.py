@@ -157,16 +157,20 @@ class ImagesService:
         return self._auth
 
     def registry_config(self, header: str | None) -> RegistryConfig:
-        """Registry settings for one request: the header's credentials, then saved ones."""
+        """Registry settings for one request: the daemon's mirrors and insecure registries
+        (loopback always insecure), the header's credentials, then saved ones."""
         from pycompose.engine.images.registry import RegistryConfig
 
         given = decode_registry_auth(header)
         store = self.auth_store
+        config = self.ctx.config
 
         def lookup(host: str) -> Credentials | None:
             return given if given is not None else store.lookup(host)
 
-        return RegistryConfig(credentials=lookup)
+        return RegistryConfig(mirrors=config.registry_mirrors,
+                              insecure_registries=config.registry_insecure_all,
+                              credentials=lookup)
 
     def resolve(self, name: str) -> ImageRecord:
         """The image ``name`` names; NotFound worded as Docker's ``No such image: x:tag``."""
