@@ -21,11 +21,8 @@ from pycompose.engine.client import EngineClient
 from pycompose.engine.config import EngineConfig
 from pycompose.engine.errors import InvalidArgument, NotFound
 from tests.fixtures.engine import (
-    EXEC_PROBE_COMPONENT,
     EngineProcess,
     engine_daemon,
-    start_engine,
-    stop_engine,
 )
 
 pytestmark = pytest.mark.root
@@ -121,21 +118,6 @@ def test_docker_py_hijacks_the_connection(engine_daemon: EngineProcess) -> None:
         raw.close()
     finally:
         client.close()
-
-
-def test_docker_cli_exec_through_a_hijacked_connection() -> None:
-    engine = start_engine(components=(EXEC_PROBE_COMPONENT,))
-    try:
-        if not engine.client().get("/probe/exec")["active"]:
-            pytest.skip("the engine serves real exec routes now; container tests cover them")
-        out = subprocess.run(
-            [DOCKER, "-H", engine.host, "exec", "-i", "probe", "cat"],
-            input="hello\nworld\n", capture_output=True, text=True, timeout=60,
-            env={**docker_env(engine)},
-        )  # fmt: skip
-        assert (out.returncode, out.stdout, out.stderr) == (3, "HELLO\nWORLD\n", "bye\n")
-    finally:
-        stop_engine(engine)
 
 
 def test_events_reach_docker_events(engine_daemon: EngineProcess) -> None:
