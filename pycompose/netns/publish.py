@@ -20,7 +20,7 @@ from pycompose.netns import nat
 from pycompose.netns.errors import PortInUse
 from pycompose.netns.ports import PortBinding, Reserver, candidates
 from pycompose.netns.records import Endpoint
-from pycompose.netns.userproxy import Stop, needs_proxy
+from pycompose.netns.userproxy import Stop, needs_proxy, reserve_proxied
 
 Holder = Callable[[str, str, int], "str | None"]
 # (protocol, reservation socket, target ip, target port) -> how to stop the proxy
@@ -97,8 +97,9 @@ class PortTable:
                         f"failed: port is already allocated to container {owner[:12]}"
                     )
                 continue
+            reserve = reserve_proxied if proxied else self._reserve
             try:
-                sock = self._reserve(binding.protocol, binding.host_ip, port)
+                sock = reserve(binding.protocol, binding.host_ip, port)
             except OSError as err:
                 if err.errno != errno.EADDRINUSE:
                     raise

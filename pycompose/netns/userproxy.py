@@ -47,6 +47,31 @@ def needs_proxy(host_ip: str) -> bool:
     return host_ip in PROXIED_ADDRESSES
 
 
+def reserve_proxied(protocol: str, host_ip: str, port: int) -> socket.socket:
+    """Reserve a port the proxy will serve: bound and, for TCP, listening at once.
+
+    Unlike a DNAT reservation (:func:`pycompose.netns.ports.reserve_port`) a TCP one sets
+    SO_REUSEADDR: the proxy's own closed connections linger in TIME_WAIT on the port, and
+    without it the port could not be published again for a minute. That is safe because
+    the socket listens from the start, and Linux lets no other socket bind a listening
+    port, SO_REUSEADDR or not. Raises ``OSError`` (EADDRINUSE) if something holds it.
+    """
+    kind = socket.SOCK_STREAM if protocol == "tcp" else socket.SOCK_DGRAM
+    sock = socket.socket(_family(host_ip), kind)
+    try:
+        if sock.family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if kind == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host_ip, port))
+        if kind == socket.SOCK_STREAM:
+            sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def _family(ip: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in ip else socket.AF_INET
 

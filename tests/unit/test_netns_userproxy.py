@@ -29,6 +29,7 @@ from pycompose.netns.userproxy import (
     UserProxy,
     needs_proxy,
     open_proxy,
+    reserve_proxied,
 )
 
 
@@ -326,3 +327,38 @@ def test_manager_publishes_ipv6_loopback_through_the_proxy(tmp_path: Path) -> No
     manager.remove_netns("c1")
     manager.close()  # stops the proxies still running
     assert proxier.stopped == [bound.host_port, bound.host_port]
+
+
+def test_reserve_proxied_listens_at_once_and_survives_time_wait() -> None:
+    sock = reserve_proxied("tcp", "::1", 0)
+    port = _port(sock)
+    # Listening from the start: no other socket, SO_REUSEADDR or not, can bind it.
+    with socket.socket(socket.AF_INET6) as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        with pytest.raises(OSError):
+            other.bind(("::1", port))
+    # A connection the server side closes first leaves a TIME_WAIT on the port.
+    client = socket.create_connection(("::1", port), timeout=5)
+    conn, _ = sock.accept()
+    conn.close()
+    assert client.recv(1) == b""
+    client.close()
+    sock.close()
+    again = reserve_proxied("tcp", "::1", port)  # at once, TIME_WAIT or not
+    again.close()
+    udp = reserve_proxied("udp", "::1", 0)
+    with pytest.raises(OSError):
+        reserve_proxied("udp", "::1", _port(udp))
+    udp.close()
+
+
+def test_port_held_by_a_host_process_names_it() -> None:
+    host = socket.create_server(("::1", 0), family=socket.AF_INET6)
+    port = _port(host)
+    table = PortTable(reserve_port, lambda proto, ip, p: f"process x (pid {p})", RecordingProxier())
+    try:
+        with pytest.raises(PortInUse, match=f"in use by process x \\(pid {port}\\)"):
+            table.publish("c1", [PortBinding(80, "tcp", "::1", port)], _endpoint(), "pcb0")
+    finally:
+        host.close()
+    assert table.bindings("c1") == []
