@@ -200,3 +200,13 @@ for _name, _command in _SUBCOMMANDS.items():
 container.add_command(ps, "ps")
 container.add_command(ps, "list")
 container.add_command(rm, "remove")
+
+
+def _add_port() -> None:
+    # Imported here so that the port module can use container_base without a cycle.
+    from pycompose.cli.container_port import port
+
+    container.add_command(port, "port")
+
+
+_add_port()

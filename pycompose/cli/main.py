@@ -50,6 +50,7 @@ COMMANDS: dict[str, str] = {
     "export": "pycompose.cli.container_files:export",
     "commit": "pycompose.cli.container_files:commit",
     "rename": "pycompose.cli.container_cmd:rename",
+    "port": "pycompose.cli.container_port:port",
     "attach": "pycompose.cli.container_run:attach",
 }
 
