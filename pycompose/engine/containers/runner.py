@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Awaitable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -192,38 +193,59 @@ class Runner:
     async def _watch(self, record: ContainerRecord) -> None:
         directory = self.mgr.dir(record)
         status = await monitor.wait_exit(directory)
-        await monitor.wait_monitor_gone(directory)
-        await self.record_exit(record, status)
+        # The monitor still runs the runtime's ``delete`` (cgroup and state dir only) for a
+        # few ms: release the rootfs and the network meanwhile. The exit is recorded, and
+        # waiters answered, only once all of it is done, as before.
+        await self.record_exit(record, status, monitor.wait_monitor_gone(directory))
 
-    async def record_exit(self, record: ContainerRecord, status: monitor.ExitStatus) -> None:
-        """Write down how the container ended, release its rootfs, then restart or remove."""
+    async def record_exit(self, record: ContainerRecord, status: monitor.ExitStatus,
+                          monitor_gone: Awaitable[None] | None = None) -> None:
+        """Write down how the container ended, release its rootfs, then restart or remove.
+
+        ``monitor_gone`` (the monitor's own clean-up) is awaited alongside the release."""
         live = self.mgr.live_of(record)
         live.started.clear()
-        try:
-            await asyncio.to_thread(self.mgr.storage.release, record)
-        except Exception:  # the removal retries it; the exit must still be recorded
-            log.exception("container %s: releasing its mounts failed", record.short_id)
-        with contextlib.suppress(Exception):
-            await asyncio.to_thread(unmount_rootfs, self.mgr.mounter, self.mgr.dir(record))
+        steps: list[Awaitable[None]] = [self._release_rootfs(record)]
         if self.network is not None:
-            await self.network.after_exit(record)
+            steps.append(self.network.after_exit(record))
+        if monitor_gone is not None:
+            steps.append(monitor_gone)
+        # Independent resources (mounts, network namespace, runtime state): in parallel.
+        for result in await asyncio.gather(*steps, return_exceptions=True):
+            if isinstance(result, BaseException):
+                raise result
         state = record.state
         ran_for = time.time() - (live.start_ns / 1e9 if live.start_ns else time.time())
         state.status = "exited"
         state.pid, state.exit_code, state.oom_killed = 0, status.code, status.oom_killed
         state.error = status.error
         state.finished_at = format_timestamp(status.finished_at)
-        self.mgr.store.save(record)
+        auto_remove = bool(record.host_config.get("AutoRemove")) and not self.mgr.closing
+        if not auto_remove:
+            # An AutoRemove container is saved as "removing" first thing by its removal,
+            # just below; if the daemon dies before that, its record still says running,
+            # and the next start finds the monitor's exit file and removes it then.
+            self.mgr.store.save(record)
         if status.oom_killed:
             self.mgr.publish(record, "oom")
         self.mgr.publish(record, "die", exitCode=str(status.code))
         self.mgr.notify_exit(record)
         if self.mgr.closing:
             return
-        if record.host_config.get("AutoRemove"):
+        if auto_remove:
             self.mgr.background(self._auto_remove(record))
         elif self.should_restart(record):
             self.schedule_restart(record, ran_for)
+
+    async def _release_rootfs(self, record: ContainerRecord) -> None:
+        """The container's staged mounts, then its overlay rootfs (errors logged: the
+        removal retries them, and the exit must still be recorded)."""
+        try:
+            await asyncio.to_thread(self.mgr.storage.release, record)
+        except Exception:
+            log.exception("container %s: releasing its mounts failed", record.short_id)
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(unmount_rootfs, self.mgr.mounter, self.mgr.dir(record))
 
     async def _auto_remove(self, record: ContainerRecord) -> None:
         with contextlib.suppress(NotFound, Conflict):
