@@ -81,14 +81,48 @@ def cli(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the CLI, turning any PycomposeError into one line and an exit code."""
+    """Entry point: run the CLI, turning any PycomposeError into one line and an exit code.
+
+    Called without ``argv`` (the installed command, ``python -m``) it ends the process itself
+    when it safely can (see :func:`exit_now`); with ``argv`` (tests, embedding) it returns."""
     try:
-        return fw.run(cli, argv, "pycompose")
+        code = fw.run(cli, argv, "pycompose")
     except PycomposeError as err:
         fw.echo(str(err), err=True)
-        return err.exit_code
+        code = err.exit_code
     except KeyboardInterrupt:
-        return 130
+        code = 130
+    if argv is None:
+        exit_now(code)
+    return code
+
+
+def exit_now(code: int) -> None:
+    """End the process with ``code`` without the interpreter's teardown, which frees every
+    module and object one by one (about 10 ms: a sixth of a ``container run --rm``).
+
+    What a normal exit would still do is done first: atexit handlers, then flushing stdout
+    and stderr. Returns (so the caller exits normally) when another thread still runs, which
+    a normal exit would wait for, or when flushing fails, which it would report."""
+    import atexit
+    import os
+    import threading
+
+    if threading.active_count() > 1 or not _flushed():
+        return
+    atexit._run_exitfuncs()
+    # As the interpreter does when its final flush fails: status 120.
+    os._exit(code if _flushed() else 120)
+
+
+def _flushed() -> bool:
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()
+    except (OSError, ValueError):  # a closed pipe, or a closed stream
+        return False
+    return True
 
 
 if __name__ == "__main__":
