@@ -232,6 +232,33 @@ def test_start_not_yet_recorded_when_the_daemon_died(engine: EngineProcess) -> N
     assert client.get(f"/containers/{cid}/json")["State"]["ExitCode"] == 137
 
 
+def test_auto_remove_container_that_exited_while_the_daemon_was_down(
+    engine: EngineProcess,
+) -> None:
+    # Its record still says running (an AutoRemove exit is not written down before its
+    # removal): the next daemon finds the monitor's exit file and removes the container.
+    client = engine.client()
+    cid = run(client, "sh", "-c", "sleep 0.5; exit 3", HostConfig={"AutoRemove": True})
+    engine.process.send_signal(signal.SIGKILL)
+    engine.process.wait(10)
+    directory = engine.config.root / "containers" / cid
+    record = json.loads((directory / "record.json").read_text())
+    assert record["state"]["status"] == "running"
+    time.sleep(1.0)  # it exits while no daemon runs
+    _respawn(engine)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            client.get(f"/containers/{cid}/json")
+        except NotFound:
+            break
+        assert time.monotonic() < deadline, "the AutoRemove container was not removed"
+        time.sleep(0.05)
+    assert not directory.exists()
+    # A start awaits the daemon's runtime probe, which must not outlive the test.
+    assert wait(client, run(client, "true")) == {"StatusCode": 0, "Error": None}
+
+
 def test_stop_signal_from_config_and_from_query(engine: EngineProcess) -> None:
     client = engine.client()
     script = "trap 'exit 10' USR1; trap 'exit 12' USR2; while true; do sleep 0.1; done"
