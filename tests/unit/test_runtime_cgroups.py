@@ -106,3 +106,20 @@ def test_read_oom_kills(tmp_path: Path) -> None:
     v2.mkdir(parents=True)
     (v2 / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
     assert cgroups.read_oom_kills(CgroupMode.V2, "/pycompose/c2", tmp_path) == 1
+
+
+def test_remove_parent_if_empty_keeps_busy_hierarchies(tmp_path: Path) -> None:
+    from pycompose.engine.runtime.cgroups import remove_parent_if_empty
+
+    for controller in ("memory", "pids", "cpu,cpuacct"):
+        (tmp_path / controller / "pycompose").mkdir(parents=True)
+    (tmp_path / "pids" / "pycompose" / "still-running").mkdir()
+    (tmp_path / "pycompose").mkdir()  # the unified (v2) hierarchy
+    removed = remove_parent_if_empty("pycompose", tmp_path)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in removed) == [
+        "cpu,cpuacct/pycompose",
+        "memory/pycompose",
+        "pycompose",
+    ]
+    assert (tmp_path / "pids" / "pycompose" / "still-running").is_dir()
+    assert remove_parent_if_empty("pycompose", tmp_path) == []

@@ -353,6 +353,10 @@ class ContainerManager:
                     with contextlib.suppress(BaseException):
                         await task
         await self.runner.close()
+        from pycompose.engine.runtime.cgroups import remove_parent_if_empty
+
+        # The shared parent cgroup runc made for our containers, once none are left in it.
+        await asyncio.to_thread(remove_parent_if_empty)
 
 
 def _endpoint() -> dict[str, Any]:

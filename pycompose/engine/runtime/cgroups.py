@@ -253,3 +253,21 @@ def read_oom_kills(mode: CgroupMode, path: str, root: Path = CGROUP_ROOT) -> int
         if k == key and v.strip().isdigit():
             return int(v)
     return 0
+
+
+def remove_parent_if_empty(parent: str = CGROUP_PARENT, root: Path = CGROUP_ROOT) -> list[Path]:
+    """Remove the shared ``parent`` cgroup in every hierarchy where it has no children left.
+
+    runc creates it (``mkdir -p``) for the first container and never removes it. Called when
+    a daemon stops; another engine still using it keeps it busy, and rmdir then just fails.
+    Returns the directories removed.
+    """
+    removed = []
+    candidates = [root / parent, *(d / parent for d in sorted(root.iterdir()) if d.is_dir())]
+    for path in candidates:
+        try:
+            path.rmdir()
+        except OSError:  # absent, busy, or still holding containers' cgroups
+            continue
+        removed.append(path)
+    return removed
