@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pycompose.cli import framework as fw
 from pycompose.engine.config import EngineConfig
 from pycompose.engine.errors import EngineError
+from pycompose.humanize import human_duration
 
 if TYPE_CHECKING:
     from pycompose.engine.client import ClientResponse, EngineClient
@@ -48,33 +49,6 @@ def registry_auth_header(reference: str) -> dict[str, str]:
 
 
 # -- rendering ------------------------------------------------------------------------------
-
-
-def human_duration(seconds: float) -> str:
-    """Docker's (go-units) rough duration: ``About a minute``, ``3 days``, ``2 years``."""
-    if seconds < 1:
-        return "Less than a second"
-    if int(seconds) == 1:
-        return "1 second"
-    if seconds < 60:
-        return f"{int(seconds)} seconds"
-    minutes = int(seconds / 60)
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(seconds / 3600 + 0.5)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{hours // 24 // 365} years"
 
 
 def since(created: int, now: float | None = None) -> str:

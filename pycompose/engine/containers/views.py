@@ -15,6 +15,7 @@ from typing import Any
 
 from pycompose.engine.containers.record import ZERO_TIME, ContainerRecord
 from pycompose.engine.errors import InvalidArgument
+from pycompose.humanize import human_duration
 
 LIST_FILTERS = ("id", "name", "label", "status", "exited", "ancestor", "before", "since")
 STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
@@ -26,33 +27,6 @@ def _parse_time(stamp: str) -> _dt.datetime:
         head, frac = text.split(".", 1)
         text = f"{head}.{frac[:6]}"
     return _dt.datetime.fromisoformat(text).replace(tzinfo=_dt.UTC)
-
-
-def human_duration(seconds: float) -> str:
-    """Docker's ``HumanDuration``: "Less than a second", "5 seconds", "About a minute"..."""
-    if seconds < 1:
-        return "Less than a second"
-    if seconds < 2:
-        return "1 second"
-    if seconds < 60:
-        return f"{int(seconds)} seconds"
-    minutes = seconds / 60
-    if minutes < 2:
-        return "About a minute"
-    if minutes < 60:
-        return f"{int(minutes)} minutes"
-    hours = minutes / 60
-    if round(hours) < 2:
-        return "About an hour"
-    if hours < 48:
-        return f"{round(hours)} hours"
-    if hours < 24 * 14:
-        return f"{int(hours / 24)} days"
-    if hours < 24 * 60:
-        return f"{int(hours / 24 / 7)} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{int(hours / 24 / 30)} months"
-    return f"{int(hours / 24 / 365)} years"
 
 
 def status_text(record: ContainerRecord, now: _dt.datetime | None = None) -> str:
