@@ -21,8 +21,8 @@ from pycompose.engine.api.streams import FrameDecoder
 from pycompose.engine.client import EngineClient
 from pycompose.engine.errors import Conflict, InvalidArgument, NotFound
 from pycompose.engine.runtime.logs import parse_timestamp
-from tests.fixtures.engine import REPO, EngineProcess, start_engine, stop_engine
-from tests.integration.test_containers_docker_cli import leftovers, load_busybox
+from tests.fixtures.engine import REPO, EngineProcess, load_busybox, start_engine, stop_engine
+from tests.integration.test_containers_docker_cli import leftovers
 
 pytestmark = pytest.mark.root
 

@@ -8,7 +8,6 @@ rootfs mounts, no runc state, no monitor processes.
 from __future__ import annotations
 
 import fcntl
-import io
 import json
 import os
 import pathlib
@@ -24,21 +23,12 @@ from collections.abc import Iterator
 import docker
 import pytest
 
-from tests.fixtures.engine import EngineProcess, start_engine, stop_engine
-from tests.fixtures.images import layout_tarball
+from tests.fixtures.engine import EngineProcess, busybox_engine
 
 pytestmark = pytest.mark.root
 
 DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
 CGROUPS = pathlib.Path("/sys/fs/cgroup")
-
-
-def load_busybox(engine: EngineProcess, layout: pathlib.Path) -> None:
-    """``POST /images/load`` of the busybox OCI layout tarball."""
-    buf = io.BytesIO()
-    layout_tarball(layout, buf)
-    with engine.client().stream("POST", "/images/load", data=buf.getvalue()) as resp:
-        assert [e.get("stream") for e in resp.iter_json()] == ["Loaded image: busybox:latest\n"]
 
 
 def leftovers(engine: EngineProcess, ids: set[str] | None = None) -> list[str]:
@@ -82,12 +72,8 @@ def created_ids(engine: EngineProcess) -> set[str]:
 
 @pytest.fixture(scope="module")
 def engine(busybox_layout: pathlib.Path) -> Iterator[EngineProcess]:
-    eng = start_engine(components=())
-    try:
-        load_busybox(eng, busybox_layout)
+    with busybox_engine(busybox_layout) as eng:
         yield eng
-    finally:
-        stop_engine(eng)
 
 
 @pytest.fixture

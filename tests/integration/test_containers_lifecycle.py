@@ -19,12 +19,17 @@ from collections.abc import Iterator
 import pytest
 
 from pycompose.engine.errors import InvalidArgument, NotFound
-from tests.fixtures.engine import EngineProcess, start_engine, stop_engine
+from tests.fixtures.engine import (
+    EngineProcess,
+    busybox_engine,
+    load_busybox,
+    start_engine,
+    stop_engine,
+)
 from tests.integration.test_containers_api import _respawn
 from tests.integration.test_containers_docker_cli import (
     DOCKER,
     leftovers,
-    load_busybox,
     ok,
     run_docker,
 )
@@ -34,12 +39,8 @@ pytestmark = pytest.mark.root
 
 @pytest.fixture(scope="module")
 def module_engine(busybox_layout: pathlib.Path) -> Iterator[EngineProcess]:
-    eng = start_engine(components=())
-    try:
-        load_busybox(eng, busybox_layout)
+    with busybox_engine(busybox_layout) as eng:
         yield eng
-    finally:
-        stop_engine(eng)
 
 
 @pytest.fixture

@@ -19,10 +19,10 @@ from collections.abc import Iterator
 import pytest
 
 from pycompose.netns import nat
-from tests.fixtures.engine import EngineProcess, start_engine, stop_engine
+from tests.fixtures.engine import EngineProcess, load_busybox, start_engine, stop_engine
 from tests.fixtures.images import layout_tarball
 from tests.integration.test_containers_api import _respawn
-from tests.integration.test_containers_docker_cli import load_busybox, run_docker
+from tests.integration.test_containers_docker_cli import run_docker
 from tests.integration.test_network_wiring import (
     HTTPD,
     UDP_ECHO,

@@ -26,10 +26,10 @@ import pytest
 
 from pycompose.netns import nat
 from pycompose.netns.kernel import LinuxKernel
-from tests.fixtures.engine import EngineProcess, start_engine, stop_engine
+from tests.fixtures.engine import EngineProcess, load_busybox, start_engine, stop_engine
 from tests.fixtures.images import layout_tarball
 from tests.integration.test_containers_api import _respawn
-from tests.integration.test_containers_docker_cli import load_busybox, run_docker
+from tests.integration.test_containers_docker_cli import run_docker
 
 pytestmark = [
     pytest.mark.root,

@@ -23,21 +23,17 @@ import pytest
 
 from pycompose.engine.errors import Conflict, InvalidArgument, NotFound
 from pycompose.engine.images import manifest as mf
-from tests.fixtures.engine import EngineProcess, start_engine, stop_engine
+from tests.fixtures.engine import EngineProcess, busybox_engine
 from tests.fixtures.images import layout_tarball
-from tests.integration.test_containers_docker_cli import leftovers, load_busybox, ok, run_docker
+from tests.integration.test_containers_docker_cli import leftovers, ok, run_docker
 
 pytestmark = pytest.mark.root
 
 
 @pytest.fixture(scope="module")
 def module_engine(busybox_layout: pathlib.Path) -> Iterator[EngineProcess]:
-    eng = start_engine(components=())
-    try:
-        load_busybox(eng, busybox_layout)
+    with busybox_engine(busybox_layout) as eng:
         yield eng
-    finally:
-        stop_engine(eng)
 
 
 def storage_leftovers(eng: EngineProcess) -> list[str]:

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 import pytest
 
 from pycompose.engine.errors import Conflict
-from tests.fixtures.engine import EngineProcess, start_engine, stop_engine
+from tests.fixtures.engine import EngineProcess, load_busybox, start_engine, stop_engine
 from tests.integration.test_containers_api import _respawn
-from tests.integration.test_containers_docker_cli import load_busybox, ok, run_docker
+from tests.integration.test_containers_docker_cli import ok, run_docker
 from tests.integration.test_storage_wiring import cleanup, data_dir, volume_names
 
 pytestmark = pytest.mark.root

@@ -15,8 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.fixtures.engine import EngineProcess, start_engine, stop_engine
-from tests.integration.test_containers_docker_cli import load_busybox
+from tests.fixtures.engine import EngineProcess, busybox_engine
 from tests.integration.test_network_wiring import HTTPD, http_get, kernel_leftovers
 
 pytestmark = pytest.mark.root
@@ -24,12 +23,8 @@ pytestmark = pytest.mark.root
 
 @pytest.fixture(scope="module")
 def engine(busybox_layout: pathlib.Path) -> Iterator[EngineProcess]:
-    eng = start_engine(components=())
-    try:
-        load_busybox(eng, busybox_layout)
+    with busybox_engine(busybox_layout) as eng:
         yield eng
-    finally:
-        stop_engine(eng)
 
 
 def pc(eng: EngineProcess, *args: str) -> subprocess.CompletedProcess[str]:

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.fixtures.engine import REPO, EngineProcess, start_engine, stop_engine
-from tests.integration.test_containers_docker_cli import DOCKER, load_busybox
+from tests.fixtures.engine import REPO, EngineProcess, busybox_engine
+from tests.integration.test_containers_docker_cli import DOCKER
 from tests.integration.test_storage_wiring import cleanup
 
 pytestmark = pytest.mark.root
@@ -27,12 +27,8 @@ pytestmark = pytest.mark.root
 
 @pytest.fixture(scope="module")
 def module_engine(busybox_layout: pathlib.Path) -> Iterator[EngineProcess]:
-    eng = start_engine(components=())
-    try:
-        load_busybox(eng, busybox_layout)
+    with busybox_engine(busybox_layout) as eng:
         yield eng
-    finally:
-        stop_engine(eng)
 
 
 @pytest.fixture
