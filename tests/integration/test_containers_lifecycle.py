@@ -202,8 +202,12 @@ def test_commit_and_export(eng: EngineProcess, tmp_path: pathlib.Path) -> None:
         names = set(tf.getnames())
         assert tf.extractfile("greeting").read() == b"hello\n"  # type: ignore[union-attr]
     assert "bin/busybox" in names and "bin/vi" not in names and "etc/passwd" not in names
-    proc = run_docker(eng, "commit", "-c", "VOLUME /data", "mod", "nope:v1")
-    assert proc.returncode != 0 and b"volumes are not supported" in proc.stderr
+    proc = run_docker(eng, "commit", "-c", "RUN true", "mod", "nope:v1")
+    assert proc.returncode != 0 and b"RUN is not a valid change command" in proc.stderr
+    ok(eng, "commit", "-c", "VOLUME /data", "mod", "withvol:v1")
+    config = json.loads(ok(eng, "image", "inspect", "--format", "{{json .Config}}", "withvol:v1"))
+    assert config["Volumes"] == {"/data": {}}
+    ok(eng, "rmi", "withvol:v1")
     assert ok(eng, "ps", "-aq", "--filter", "status=exited").strip()
 
 

@@ -18,6 +18,7 @@ from pycompose.engine.containers.manager import ContainerManager
 from pycompose.engine.containers.record import ContainerRecord
 from pycompose.engine.containers.runner import Runner
 from pycompose.engine.errors import Conflict, InvalidArgument, NotFound
+from pycompose.engine.images.archive import apply_changes
 from pycompose.engine.runtime.cgroups import CgroupMode, HostCgroups
 from pycompose.engine.runtime.logs import LogRecord
 from pycompose.storage.overlay import FakeMounter
@@ -219,19 +220,21 @@ def test_ps_parsing_and_log_helpers() -> None:
 
 def test_commit_changes_and_layer(tmp_path: Path) -> None:
     config: dict[str, Any] = {"Env": ["A=0", "B=1"], "Labels": {"x": "1"}}
-    commit.parse_changes(['CMD ["run", "it"]', "ENTRYPOINT exec me", "ENV A=2 C=3",
-                          'LABEL y="two words"', "EXPOSE 80 53/udp", "WORKDIR /w",
-                          "USER app", "STOPSIGNAL SIGINT", "ENV D 4"], config)  # fmt: skip
+    config = apply_changes(config, ['CMD ["run", "it"]', "ENTRYPOINT exec me", "ENV A=2 C=3",
+                                    'LABEL y="two words"', "EXPOSE 80 53/udp", "WORKDIR /w",
+                                    "USER app", "STOPSIGNAL SIGINT", "ENV D 4", "VOLUME /v",
+                                    'SHELL ["/bin/ash", "-c"]'])  # fmt: skip
     assert config["Cmd"] == ["run", "it"]
     assert config["Entrypoint"] == ["/bin/sh", "-c", "exec me"]
-    assert config["Env"] == ["A=2", "B=1", "C=3", "D=4"]
+    assert config["Env"] == ["B=1", "A=2", "C=3", "D=4"]
     assert config["Labels"] == {"x": "1", "y": "two words"}
     assert config["ExposedPorts"] == {"80/tcp": {}, "53/udp": {}}
     assert (config["WorkingDir"], config["User"], config["StopSignal"]) == ("/w", "app", "SIGINT")
-    for bad, message in (("VOLUME /v", "volumes"), ("RUN x", "not a valid change"),
-                         ("CMD [1]", "list of strings"), ("ENV novalue", "KEY=value")):
+    assert config["Volumes"] == {"/v": {}} and config["Shell"] == ["/bin/ash", "-c"]
+    for bad, message in (("RUN x", "not a valid change"), ("CMD [1]", "strings"),
+                         ("ENV novalue", "ENV")):
         with pytest.raises(InvalidArgument, match=message):
-            commit.parse_changes([bad], {})
+            apply_changes({}, [bad])
     upper = tmp_path / "upper"
     (upper / "etc").mkdir(parents=True)
     (upper / "etc" / "hosts").write_bytes(b"")  # a mount point stub: not a change

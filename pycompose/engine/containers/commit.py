@@ -16,7 +16,6 @@ import gzip
 import hashlib
 import json
 import os
-import shlex
 import stat
 import tarfile
 import tempfile
@@ -25,7 +24,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from pycompose.engine.containers.record import ContainerRecord, now_rfc3339
 from pycompose.engine.containers.views import command_text
-from pycompose.engine.errors import InvalidArgument
+from pycompose.engine.images.archive import apply_changes
 
 if TYPE_CHECKING:
     from pycompose.engine.images.content import ContentStore
@@ -42,7 +41,6 @@ COMMIT_KEYS = (
 # "-init" layer, which commit leaves out).
 ENGINE_MOUNT_POINTS = frozenset({"etc/hostname", "etc/hosts", "etc/resolv.conf",
                                  "sbin/docker-init"})  # fmt: skip
-_SIMPLE_CHANGES = {"WORKDIR": "WorkingDir", "USER": "User", "STOPSIGNAL": "StopSignal"}
 _LAYER_TYPES = {
     "application/vnd.docker.distribution.manifest.v2+json": (
         "application/vnd.docker.container.image.v1+json",
@@ -92,60 +90,6 @@ def write_layer(upper: Path, out: IO[bytes]) -> None:
                     tf.add(full, arcname=arc, recursive=False)
 
 
-def parse_changes(changes: list[str], config: dict[str, Any]) -> None:
-    """Apply ``docker commit --change`` Dockerfile instructions to ``config`` in place."""
-    for line in changes:
-        word, _, rest = line.strip().partition(" ")
-        word, rest = word.upper(), rest.strip()
-        if word in ("CMD", "ENTRYPOINT", "SHELL"):
-            key = {"CMD": "Cmd", "ENTRYPOINT": "Entrypoint", "SHELL": "Shell"}[word]
-            config[key] = _exec_form(rest)
-        elif word in ("ENV", "LABEL"):
-            pairs = _pairs(rest, line)
-            if word == "ENV":
-                env = {e.partition("=")[0]: e for e in config.get("Env") or []}
-                env.update({k: f"{k}={v}" for k, v in pairs})
-                config["Env"] = list(env.values())
-            else:
-                config["Labels"] = {**(config.get("Labels") or {}), **dict(pairs)}
-        elif word == "EXPOSE":
-            ports = dict(config.get("ExposedPorts") or {})
-            for port in rest.split():
-                ports[port if "/" in port else f"{port}/tcp"] = {}
-            config["ExposedPorts"] = ports
-        elif word in _SIMPLE_CHANGES and rest:
-            config[_SIMPLE_CHANGES[word]] = rest
-        elif word == "VOLUME":
-            raise InvalidArgument("commit --change VOLUME: volumes are not supported yet")
-        else:
-            raise InvalidArgument(f"{word} is not a valid change command")
-
-
-def _exec_form(text: str) -> list[str]:
-    if text.startswith("["):
-        try:
-            value = json.loads(text)
-        except ValueError as err:
-            raise InvalidArgument(f"invalid JSON in change {text!r}: {err}") from err
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise InvalidArgument(f"change {text!r}: expected a JSON list of strings")
-        return value
-    return ["/bin/sh", "-c", text]
-
-
-def _pairs(text: str, line: str) -> list[tuple[str, str]]:
-    words = shlex.split(text)
-    if len(words) == 2 and "=" not in words[0]:
-        return [(words[0], words[1])]
-    out = []
-    for word in words:
-        key, eq, value = word.partition("=")
-        if not eq or not key:
-            raise InvalidArgument(f"invalid change {line!r}: expected KEY=value")
-        out.append((key, value))
-    return out
-
-
 def _gzip_blob(layer_tar: Path, content: ContentStore) -> tuple[str, str, int]:
     """Gzip the layer into the content store; (diff_id, blob digest, blob size)."""
     diff = hashlib.sha256()
@@ -178,7 +122,7 @@ def build_image(
     cfg = copy.deepcopy(image.config)
     run_config = {k: copy.deepcopy(record.config[k]) for k in COMMIT_KEYS if k in record.config}
     run_config.update({k: v for k, v in overrides.items() if k in COMMIT_KEYS and v})
-    parse_changes(changes, run_config)
+    run_config = apply_changes(run_config, changes)
     created = now_rfc3339()
     cfg["config"] = run_config
     cfg["created"] = created

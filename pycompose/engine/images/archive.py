@@ -471,6 +471,8 @@ def _pairs(value: str, what: str) -> Iterator[tuple[str, str]]:
     """``k=v k2=v2`` or the legacy single ``k v`` form."""
     if "=" not in value.split(" ", 1)[0]:
         key, _, rest = value.partition(" ")
+        if not key or not rest.strip():
+            raise InvalidArgument(f"{what} needs a value: {what} KEY=value or {what} KEY value")
         yield key, rest.strip()
         return
     try:
@@ -490,8 +492,10 @@ def apply_changes(config: dict[str, Any], changes: Sequence[str]) -> dict[str, A
     for change in changes:
         word, _, value = change.strip().partition(" ")
         op, value = word.upper(), value.strip()
-        if op in ("CMD", "ENTRYPOINT"):
-            out["Cmd" if op == "CMD" else "Entrypoint"] = _json_or_shell(value)
+        if op in ("CMD", "ENTRYPOINT", "SHELL"):
+            out[{"CMD": "Cmd", "ENTRYPOINT": "Entrypoint", "SHELL": "Shell"}[op]] = _json_or_shell(
+                value
+            )
         elif op == "ENV":
             env = list(out.get("Env", []))
             for key, val in _pairs(value, "ENV"):
@@ -508,8 +512,8 @@ def apply_changes(config: dict[str, Any], changes: Sequence[str]) -> dict[str, A
             vols = _json_or_shell(value) if value.startswith("[") else value.split()
             out["Volumes"] = {**out.get("Volumes", {}), **{v: {} for v in vols}}
         else:
-            raise InvalidArgument(f"unsupported --change instruction {word!r} (supported: "
-                                  "CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, STOPSIGNAL, USER, "
+            raise InvalidArgument(f"{word} is not a valid change command (supported: CMD, "
+                                  "ENTRYPOINT, ENV, EXPOSE, LABEL, SHELL, STOPSIGNAL, USER, "
                                   "VOLUME, WORKDIR)")
     return out
 
