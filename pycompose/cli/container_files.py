@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import tarfile
+from collections.abc import Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from pycompose.cli import framework as fw
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from pycompose.engine.client import ClientResponse, EngineClient
 
 _DIR_BIT = 1 << 31  # Go's os.ModeDir in the path-stat header
+_CHUNK = 256 * 1024
 
 
 class _ResponseReader(io.RawIOBase):
@@ -62,8 +64,9 @@ def path_stat(client: EngineClient, container: str, path: str) -> dict[str, Any]
     from pycompose.engine.errors import NotFound
 
     try:
-        with client.request("HEAD", f"/containers/{container}/archive",
-                            query={"path": path}) as resp:
+        with client.request(
+            "HEAD", f"/containers/{container}/archive", query={"path": path}
+        ) as resp:
             header = resp.headers.get("x-docker-container-path-stat", "")
     except NotFound:
         return None
@@ -76,15 +79,14 @@ def path_stat(client: EngineClient, container: str, path: str) -> dict[str, Any]
 
 def _renamed(member: tarfile.TarInfo, old: str, new: str) -> tarfile.TarInfo:
     if member.name == old or member.name.startswith(old + "/"):
-        member.name = new + member.name[len(old):]
+        member.name = new + member.name[len(old) :]
     return member
 
 
 def copy_from(client: EngineClient, container: str, src: str, dest: str) -> int:
     """Container -> local; returns the bytes received."""
     if dest == "-":
-        with client.stream("GET", f"/containers/{container}/archive",
-                           query={"path": src}) as resp:
+        with client.stream("GET", f"/containers/{container}/archive", query={"path": src}) as resp:
             total = 0
             for chunk in resp.iter_chunks():
                 write_out(chunk)
@@ -122,23 +124,50 @@ def copy_from(client: EngineClient, container: str, src: str, dest: str) -> int:
     return total
 
 
-def _tar_of(src: str, name: str) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
+def _tar_of(src: str, name: str) -> Iterator[bytes]:
+    """The tar of ``src`` named ``name`` (``.``: its contents), produced while it is read."""
+    from pycompose.cli.tar_stream import tar_chunks
+
+    def build(tar: tarfile.TarFile) -> None:
         if name == ".":  # SRC/. : the directory's contents
             for entry in sorted(os.listdir(src)):
                 tar.add(os.path.join(src, entry), arcname=entry)
         else:
             tar.add(src, arcname=name)
-    return buf.getvalue()
+
+    return tar_chunks(build)
 
 
-def copy_to(client: EngineClient, container: str, src: str, dest: str,
-            archive_ids: bool) -> int:
-    """Local -> container; returns the bytes sent."""
+class _Counted:
+    """Chunks passed through, counting their bytes."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self.chunks = chunks
+        self.total = 0
+
+    def stream(self) -> Generator[bytes, None, None]:
+        """The chunks; close the generator to stop early."""
+        chunks = iter(self.chunks)
+        try:
+            for chunk in chunks:
+                self.total += len(chunk)
+                yield chunk
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()  # stops a tar writer whose upload ended early
+
+
+def _stdin_chunks() -> Iterator[bytes]:
+    while chunk := sys.stdin.buffer.read(_CHUNK):
+        yield chunk
+
+
+def copy_to(client: EngineClient, container: str, src: str, dest: str, archive_ids: bool) -> int:
+    """Local -> container; returns the bytes sent (the tar is streamed, never held whole)."""
     query: dict[str, Any] = {"noOverwriteDirNonDir": True, "copyUIDGID": archive_ids or None}
     if src == "-":
-        data = sys.stdin.buffer.read()
+        body = _Counted(_stdin_chunks())
         target = dest
     else:
         if not os.path.lexists(src):
@@ -158,12 +187,22 @@ def copy_to(client: EngineClient, container: str, src: str, dest: str,
         else:
             target = os.path.dirname(dest.rstrip("/")) or "/"
             name = os.path.basename(dest.rstrip("/"))
-        data = _tar_of(src, name)
+        body = _Counted(_tar_of(src, name))
     query["path"] = target
-    with client.request("PUT", f"/containers/{container}/archive", query=query, data=data,
-                        headers={"Content-Type": "application/x-tar"}) as resp:
-        resp.read()
-    return len(data)
+    chunks = body.stream()
+    try:
+        with client.request(
+            "PUT",
+            f"/containers/{container}/archive",
+            query=query,
+            data=chunks,
+            headers={"Content-Type": "application/x-tar"},
+            timeout=None,
+        ) as resp:
+            resp.read()
+    finally:
+        chunks.close()
+    return body.total
 
 
 @fw.command("cp")
@@ -173,8 +212,14 @@ def copy_to(client: EngineClient, container: str, src: str, dest: str,
 @fw.option("-a", "--archive", is_flag=True, help="Archive mode (copy all uid/gid info).")
 @fw.option("-L", "--follow-link", is_flag=True, help="Always follow symbol link in SRC_PATH.")
 @fw.option("-q", "--quiet", is_flag=True, help="Suppress progress output.")
-def cp(client: EngineClient, source: str, destination: str, archive: bool, follow_link: bool,
-       quiet: bool) -> None:
+def cp(
+    client: EngineClient,
+    source: str,
+    destination: str,
+    archive: bool,
+    follow_link: bool,
+    quiet: bool,
+) -> None:
     """Copy files/folders between a container and the local filesystem."""
     from pycompose.cli.render import human_size
 
@@ -237,12 +282,25 @@ def split_repo_tag(reference: str) -> tuple[str, str]:
 @fw.option("-c", "--change", "changes", multiple=True, help="Apply Dockerfile instruction.")
 @fw.option("-m", "--message", default="", help="Commit message.")
 @fw.option("--pause/--no-pause", default=True, help="Pause container during commit.")
-def commit(client: EngineClient, container: str, repository: str | None, author: str,
-           changes: tuple[str, ...], message: str, pause: bool) -> None:
+def commit(
+    client: EngineClient,
+    container: str,
+    repository: str | None,
+    author: str,
+    changes: tuple[str, ...],
+    message: str,
+    pause: bool,
+) -> None:
     """Create a new image from a container's changes."""
     repo, tag = split_repo_tag(repository) if repository else ("", "")
-    query: dict[str, Any] = {"container": container, "repo": repo or None, "tag": tag or None,
-                             "comment": message or None, "author": author or None,
-                             "pause": pause, "changes": list(changes) or None}
+    query: dict[str, Any] = {
+        "container": container,
+        "repo": repo or None,
+        "tag": tag or None,
+        "comment": message or None,
+        "author": author or None,
+        "pause": pause,
+        "changes": list(changes) or None,
+    }
     result = client.post("/commit", body={}, query=query)
     fw.echo(str(result.get("Id", "")))

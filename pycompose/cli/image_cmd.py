@@ -7,11 +7,12 @@ nothing answers). Output is rendered here; the engine sends Docker's JSON shapes
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pycompose.cli import framework as fw
 from pycompose.engine.config import EngineConfig
@@ -104,14 +105,25 @@ def image_rows(images: list[dict[str, Any]], digests: bool, no_trunc: bool) -> l
         ident = image["Id"] if no_trunc else image["Id"].split(":", 1)[-1][:12]
         repo_digests = image.get("RepoDigests") or []
         tags = image.get("RepoTags") or []
-        pairs = [tuple(t.rsplit(":", 1)) for t in tags] or [
-            (d.split("@", 1)[0], _NONE) for d in repo_digests[:1]] or [(_NONE, _NONE)]
+        pairs = (
+            [tuple(t.rsplit(":", 1)) for t in tags]
+            or [(d.split("@", 1)[0], _NONE) for d in repo_digests[:1]]
+            or [(_NONE, _NONE)]
+        )
         for repo, tag in pairs:
-            digest = next((d.split("@", 1)[1] for d in repo_digests
-                           if d.split("@", 1)[0] == repo), _NONE)
-            rows.append({"Repository": repo, "Tag": tag, "Digest": digest, "ID": ident,
-                         "Created": int(image.get("Created") or 0),
-                         "Size": int(image.get("Size") or 0)})
+            digest = next(
+                (d.split("@", 1)[1] for d in repo_digests if d.split("@", 1)[0] == repo), _NONE
+            )
+            rows.append(
+                {
+                    "Repository": repo,
+                    "Tag": tag,
+                    "Digest": digest,
+                    "ID": ident,
+                    "Created": int(image.get("Created") or 0),
+                    "Size": int(image.get("Size") or 0),
+                }
+            )
     return rows
 
 
@@ -136,11 +148,13 @@ def pull(name: str, quiet: bool, platform: str) -> None:
     from pycompose.engine.images.reference import Reference, parse_reference
 
     ref = parse_reference(name)
-    query = {"fromImage": str(Reference(ref.domain, ref.path, None, None)),
-             "tag": ref.digest or ref.tag, "platform": platform or None}
+    query = {
+        "fromImage": str(Reference(ref.domain, ref.path, None, None)),
+        "tag": ref.digest or ref.tag,
+        "platform": platform or None,
+    }
     client = engine_client()
-    resp = client.stream("POST", "/images/create", query=query,
-                         headers=registry_auth_header(name))
+    resp = client.stream("POST", "/images/create", query=query, headers=registry_auth_header(name))
     render_progress(stream_json(resp), quiet)
     fw.echo(str(ref))
 
@@ -158,8 +172,12 @@ def push(name: str, all_tags: bool, quiet: bool) -> None:
         raise fw.UsageError("tag can't be used with --all-tags/-a")
     repo = str(Reference(ref.domain, ref.path, None, None))
     client = engine_client()
-    resp = client.stream("POST", f"/images/{repo}/push", query={"tag": ref.tag or ""},
-                         headers=registry_auth_header(name))
+    resp = client.stream(
+        "POST",
+        f"/images/{repo}/push",
+        query={"tag": ref.tag or ""},
+        headers=registry_auth_header(name),
+    )
     render_progress(stream_json(resp), quiet)
     if quiet:
         fw.echo(str(ref))
@@ -175,8 +193,7 @@ def tag(source: str, target: str) -> None:
     ref = parse_reference(target)
     if ref.digest is not None:
         raise EngineError(f"refusing to create a tag with a digest reference: {target}")
-    engine_client().call("POST", f"/images/{source}/tag",
-                         query={"repo": ref.name, "tag": ref.tag})
+    engine_client().call("POST", f"/images/{source}/tag", query={"repo": ref.name, "tag": ref.tag})
 
 
 @image.command("ls")
@@ -187,8 +204,15 @@ def tag(source: str, target: str) -> None:
 @fw.option("--no-trunc", is_flag=True, help="Don't truncate output.")
 @fw.option("-f", "--filter", "filters", multiple=True, help="Filter output (key=value).")
 @fw.option("--format", "fmt", default="table", help="'table' (default) or 'json'.")
-def ls(repository: str | None, show_all: bool, quiet: bool, digests: bool, no_trunc: bool,
-       filters: tuple[str, ...], fmt: str) -> None:
+def ls(
+    repository: str | None,
+    show_all: bool,
+    quiet: bool,
+    digests: bool,
+    no_trunc: bool,
+    filters: tuple[str, ...],
+    fmt: str,
+) -> None:
     """List images."""
     if fmt not in ("table", "json"):
         raise fw.UsageError(f"unsupported --format {fmt!r}: use 'table' or 'json'")
@@ -200,8 +224,9 @@ def ls(repository: str | None, show_all: bool, quiet: bool, digests: bool, no_tr
         wanted.setdefault(key, []).append(value)
     if repository:
         wanted.setdefault("reference", []).append(repository)
-    images = engine_client().get("/images/json", query={
-        "all": show_all, "filters": wanted or None, "digests": digests})
+    images = engine_client().get(
+        "/images/json", query={"all": show_all, "filters": wanted or None, "digests": digests}
+    )
     rows = image_rows(images, digests, no_trunc)
     if quiet:
         seen = dict.fromkeys(r["ID"] for r in rows)
@@ -210,16 +235,37 @@ def ls(repository: str | None, show_all: bool, quiet: bool, digests: bool, no_tr
         return
     if fmt == "json":
         for r in rows:
-            fw.echo(json.dumps({
-                "Containers": "N/A", "CreatedAt": _created_at(r["Created"]),
-                "CreatedSince": since(r["Created"]), "Digest": r["Digest"], "ID": r["ID"],
-                "Repository": r["Repository"], "SharedSize": "N/A", "Size": size_text(r["Size"]),
-                "Tag": r["Tag"], "UniqueSize": "N/A", "VirtualSize": size_text(r["Size"]),
-            }, separators=(",", ":")))
+            fw.echo(
+                json.dumps(
+                    {
+                        "Containers": "N/A",
+                        "CreatedAt": _created_at(r["Created"]),
+                        "CreatedSince": since(r["Created"]),
+                        "Digest": r["Digest"],
+                        "ID": r["ID"],
+                        "Repository": r["Repository"],
+                        "SharedSize": "N/A",
+                        "Size": size_text(r["Size"]),
+                        "Tag": r["Tag"],
+                        "UniqueSize": "N/A",
+                        "VirtualSize": size_text(r["Size"]),
+                    },
+                    separators=(",", ":"),
+                )
+            )
         return
     head = ["REPOSITORY", "TAG", *(["DIGEST"] if digests else []), "IMAGE ID", "CREATED", "SIZE"]
-    body = [[r["Repository"], r["Tag"], *([r["Digest"]] if digests else []), r["ID"],
-             since(r["Created"]), size_text(r["Size"])] for r in rows]
+    body = [
+        [
+            r["Repository"],
+            r["Tag"],
+            *([r["Digest"]] if digests else []),
+            r["ID"],
+            since(r["Created"]),
+            size_text(r["Size"]),
+        ]
+        for r in rows
+    ]
     fw.echo(table([head, *body]))
 
 
@@ -272,8 +318,15 @@ def history(name: str, quiet: bool, no_trunc: bool, human: bool, fmt: str) -> No
             created_by = created_by[:44] + "…"
         created = since(step["Created"]) if human else _created_at(step["Created"])
         size = size_text(step["Size"]) if human else str(step["Size"])
-        rows.append({"ID": ident, "CreatedSince": created, "CreatedBy": created_by,
-                     "Size": size, "Comment": step.get("Comment", "")})
+        rows.append(
+            {
+                "ID": ident,
+                "CreatedSince": created,
+                "CreatedBy": created_by,
+                "Size": size,
+                "Comment": step.get("Comment", ""),
+            }
+        )
     if quiet:
         for r in rows:
             fw.echo(r["ID"])
@@ -282,8 +335,17 @@ def history(name: str, quiet: bool, no_trunc: bool, human: bool, fmt: str) -> No
             fw.echo(json.dumps(r, separators=(",", ":")))
     else:
         head = ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]
-        fw.echo(table([head, *[[r["ID"], r["CreatedSince"], r["CreatedBy"], r["Size"],
-                                   r["Comment"]] for r in rows]]))
+        fw.echo(
+            table(
+                [
+                    head,
+                    *[
+                        [r["ID"], r["CreatedSince"], r["CreatedBy"], r["Size"], r["Comment"]]
+                        for r in rows
+                    ],
+                ]
+            )
+        )
 
 
 @image.command("import")
@@ -292,13 +354,21 @@ def history(name: str, quiet: bool, no_trunc: bool, human: bool, fmt: str) -> No
 @fw.option("-c", "--change", "changes", multiple=True, help="Dockerfile instruction to apply.")
 @fw.option("-m", "--message", default="", help="Commit message for the imported image.")
 @fw.option("--platform", default="", help="Platform of the image (os/arch).")
-def import_(source: str, repository: str | None, changes: tuple[str, ...], message: str,
-            platform: str) -> None:
+def import_(
+    source: str, repository: str | None, changes: tuple[str, ...], message: str, platform: str
+) -> None:
     """Import the contents of a tarball (a file or '-') to create an image."""
-    data = _read_input(source)
-    query: dict[str, Any] = {"fromSrc": "-", "repo": repository, "changes": list(changes),
-                             "message": message or None, "platform": platform or None}
-    with engine_client().stream("POST", "/images/create", query=query, data=data) as resp:
+    query: dict[str, Any] = {
+        "fromSrc": "-",
+        "repo": repository,
+        "changes": list(changes),
+        "message": message or None,
+        "platform": platform or None,
+    }
+    with (
+        _open_input(source) as data,
+        engine_client().stream("POST", "/images/create", query=query, data=data) as resp,
+    ):
         for obj in resp.iter_json():
             if isinstance(obj, dict) and obj.get("status"):
                 fw.echo(obj["status"])
@@ -309,9 +379,10 @@ def import_(source: str, repository: str | None, changes: tuple[str, ...], messa
 @fw.option("-q", "--quiet", is_flag=True, help="Suppress the load output.")
 def load(source: str, quiet: bool) -> None:
     """Load images from a tar archive (docker-archive or OCI layout)."""
-    data = _read_input(source)
-    with engine_client().stream("POST", "/images/load", query={"quiet": quiet},
-                                data=data) as resp:
+    with (
+        _open_input(source) as data,
+        engine_client().stream("POST", "/images/load", query={"quiet": quiet}, data=data) as resp,
+    ):
         for obj in resp.iter_json():
             if isinstance(obj, dict) and obj.get("stream"):
                 fw.echo(str(obj["stream"]), nl=False)
@@ -323,8 +394,7 @@ def load(source: str, quiet: bool) -> None:
 def save(images: tuple[str, ...], output: str | None) -> None:
     """Save one or more images to a tar archive (streamed to STDOUT by default)."""
     if output is None and sys.stdout.isatty():
-        raise fw.UsageError("cowardly refusing to save to a terminal. Use the -o flag "
-                               "or redirect")
+        raise fw.UsageError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
     resp = engine_client().stream("GET", "/images/get", query={"names": list(images)})
     with resp:
         if output is None:
@@ -351,10 +421,14 @@ def save(images: tuple[str, ...], output: str | None) -> None:
 @fw.option("--filter", "filters", multiple=True, help="Provide filter values (until=24h).")
 def prune(prune_all: bool, force: bool, filters: tuple[str, ...]) -> None:
     """Remove unused images (only dangling ones unless -a)."""
-    what = "all images without at least one container associated to them" if prune_all \
+    what = (
+        "all images without at least one container associated to them"
+        if prune_all
         else "all dangling images"
-    if not force and not fw.confirm(f"WARNING! This will remove {what}.\n"
-                                       "Are you sure you want to continue?", default=False):
+    )
+    if not force and not fw.confirm(
+        f"WARNING! This will remove {what}.\nAre you sure you want to continue?", default=False
+    ):
         return
     wanted: dict[str, list[str]] = {"dangling": ["false" if prune_all else "true"]}
     for item in filters:
@@ -379,8 +453,9 @@ def prune(prune_all: bool, force: bool, filters: tuple[str, ...]) -> None:
 @fw.option("-u", "--username", default=None, help="Username.")
 @fw.option("-p", "--password", default=None, help="Password.")
 @fw.option("--password-stdin", is_flag=True, help="Take the password from stdin.")
-def login(server: str | None, username: str | None, password: str | None,
-          password_stdin: bool) -> None:
+def login(
+    server: str | None, username: str | None, password: str | None, password_stdin: bool
+) -> None:
     """Log in to a registry (the engine checks the credentials; they are saved locally)."""
     from pycompose.engine.images.auth import AuthStore, registry_key
     from pycompose.engine.images.registry import Credentials
@@ -394,8 +469,9 @@ def login(server: str | None, username: str | None, password: str | None,
     if password is None:
         password = fw.prompt("Password", hide_input=True)
     key = registry_key(server or "docker.io")
-    engine_client().post("/auth", body={"username": username, "password": password,
-                                        "serveraddress": key})
+    engine_client().post(
+        "/auth", body={"username": username, "password": password, "serveraddress": key}
+    )
     AuthStore().save(key, Credentials(username, password))
     fw.echo("Login Succeeded")
 
@@ -413,14 +489,14 @@ def logout(server: str | None) -> None:
         fw.echo(f"Not logged in to {key}")
 
 
-def _read_input(source: str) -> bytes:
+def _open_input(source: str) -> contextlib.AbstractContextManager[BinaryIO]:
+    """The tarball to send, as a file the client streams from (never read into memory)."""
     if source == "-":
         if sys.stdin.isatty():
             raise fw.UsageError("requested load from stdin, but stdin is empty")
-        return sys.stdin.buffer.read()
+        return contextlib.nullcontext(sys.stdin.buffer)
     try:
-        with open(source, "rb") as fp:
-            return fp.read()
+        return open(source, "rb")  # closed by the caller's with
     except OSError as err:
         raise fw.FileError(source, err.strerror) from err
 

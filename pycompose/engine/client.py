@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 from urllib.parse import quote, urlencode
 
 from pycompose.engine.api.streams import (
@@ -27,6 +27,12 @@ API_VERSION = "1.47"
 USER_AGENT = "pycompose-client"
 _RECV = 65536
 _MAX_HEAD = 64 * 1024
+_SEND = 256 * 1024
+
+if TYPE_CHECKING:
+    #: A raw request body: bytes, a binary file (sent from where it stands to its end) or
+    #: an iterable of chunks (sent as they come, with chunked transfer encoding).
+    RequestData = bytes | BinaryIO | Iterable[bytes]
 
 
 class EngineUnreachable(EngineError):
@@ -316,29 +322,36 @@ class EngineClient:
         *,
         query: Mapping[str, Any] | None = None,
         body: Any = None,
-        data: bytes | None = None,
+        data: RequestData | None = None,
         headers: Mapping[str, str] | None = None,
         timeout: float | None = -1.0,
         upgrade: bool = False,
         versioned: bool = True,
     ) -> tuple[_Wire, int, dict[str, str]]:
-        """Send a request and read the response head. ``body`` is JSON, ``data`` raw bytes.
+        """Send a request and read the response head. ``body`` is JSON, ``data`` raw.
 
+        ``data`` may be bytes, a binary file (a regular file goes with its Content-Length,
+        zero-copy; a pipe is read as it fills) or an iterable of byte chunks: the last two
+        are sent with chunked transfer encoding, so a large body never sits in memory.
         ``timeout`` is the socket timeout in seconds (``None``: wait forever; the default
         is the client's), ``upgrade`` asks to hijack the connection, and ``versioned=False``
         leaves out the ``/vX.YY`` prefix.
         """
         target = self._url(path, query, versioned=versioned)
-        sock = self._connect(self.timeout if timeout == -1.0 else timeout)
         hdrs = {"Host": "docker", "User-Agent": USER_AGENT}
         payload = b""
+        source: _BodySource | None = None
         if body is not None:
             payload = json.dumps(body).encode()
             hdrs["Content-Type"] = "application/json"
+        elif isinstance(data, (bytes, bytearray, memoryview)):
+            payload = bytes(data)
         elif data is not None:
-            payload = data
-        if body is not None or data is not None or method in ("POST", "PUT"):
-            hdrs["Content-Length"] = str(len(payload))
+            source = _BodySource(data)
+        if source is not None and source.length is None:
+            hdrs["Transfer-Encoding"] = "chunked"
+        elif body is not None or data is not None or method in ("POST", "PUT"):
+            hdrs["Content-Length"] = str(len(payload) if source is None else source.length)
         if upgrade:
             hdrs.update({"Connection": "Upgrade", "Upgrade": "tcp"})
         else:
@@ -346,15 +359,30 @@ class EngineClient:
         hdrs.update(headers or {})
         head = f"{method} {target} HTTP/1.1\r\n"
         head += "".join(f"{k}: {v}\r\n" for k, v in hdrs.items()) + "\r\n"
+        sock = self._connect(self.timeout if timeout == -1.0 else timeout)
         wire = _Wire(sock)
         try:
             sock.sendall(head.encode("latin-1") + payload)
+            if source is not None:
+                source.send(sock)
             status, resp_headers = _read_head(wire)
+        except (BrokenPipeError, ConnectionResetError) as err:
+            # The engine may answer (an error, say) without reading the whole body and
+            # hang up: its answer is worth more than our broken pipe.
+            status, resp_headers = self._early_answer(wire, err)
         except BaseException:
             sock.close()
             raise
         self._learn_version(resp_headers)
         return wire, status, resp_headers
+
+    @staticmethod
+    def _early_answer(wire: _Wire, err: OSError) -> tuple[int, dict[str, str]]:
+        try:
+            return _read_head(wire)
+        except (OSError, EngineError):
+            wire.sock.close()
+            raise err from None
 
     def request(self, method: str, path: str, **kwargs: Any) -> ClientResponse:
         """Send a request; return the response for streaming. Error statuses raise."""
@@ -426,6 +454,55 @@ class EngineClient:
         result = self.get("/info")
         assert isinstance(result, dict)
         return result
+
+
+class _BodySource:
+    """A streamed request body: its length when it is known up front, and how to send it."""
+
+    def __init__(self, data: BinaryIO | Iterable[bytes]) -> None:
+        self._data = data
+        self.length: int | None = None
+        self._offset = 0
+        if hasattr(data, "read"):
+            self.length, self._offset = _regular_file_span(cast(BinaryIO, data))
+
+    def send(self, sock: socket.socket) -> None:
+        if self.length is not None:
+            fp = cast(BinaryIO, self._data)
+            sent = sock.sendfile(fp, self._offset, self.length)
+            if sent != self.length:
+                raise EngineError(
+                    f"request body file shrank while it was sent ({sent} of {self.length} bytes)"
+                )
+            return
+        for chunk in self._chunks():
+            if chunk:
+                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        sock.sendall(b"0\r\n\r\n")
+
+    def _chunks(self) -> Iterator[bytes]:
+        if hasattr(self._data, "read"):
+            fp = cast(BinaryIO, self._data)
+            while chunk := fp.read(_SEND):
+                yield chunk
+            return
+        yield from self._data
+
+
+def _regular_file_span(fp: BinaryIO) -> tuple[int | None, int]:
+    """``(bytes left, offset)`` of a regular file; ``(None, 0)`` for a pipe or the like."""
+    import os
+    import stat
+
+    try:
+        fd = fp.fileno()
+        st = os.fstat(fd)
+    except (OSError, ValueError, AttributeError):
+        return None, 0
+    if not stat.S_ISREG(st.st_mode):
+        return None, 0
+    offset = fp.tell()
+    return max(0, st.st_size - offset), offset
 
 
 def _query_value(value: Any) -> Any:

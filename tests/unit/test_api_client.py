@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -116,6 +117,19 @@ def add_test_routes(ctx: EngineContext) -> None:
 
         return HijackResponse(run, content_type=RAW_STREAM)
 
+    async def upload(req: Request) -> Response:
+        digest, size = hashlib.sha256(), 0
+        while chunk := await req.body.read(4096):
+            digest.update(chunk)
+            size += len(chunk)
+        framing = "chunked" if "transfer-encoding" in req.headers else "length"
+        return Response(body=json.dumps([size, digest.hexdigest(), framing]).encode())
+
+    async def refuse(req: Request) -> Response:
+        raise NotFound("No such container: nosuch")  # without reading the body
+
+    ctx.router.add("PUT", "/upload", upload)
+    ctx.router.add("PUT", "/refuse", refuse)
     ctx.router.add("POST", "/tty/attach", tty_attach)
     ctx.router.add("POST", "/conflict", conflict)
     ctx.router.add("POST", "/images/create", pull)
@@ -311,6 +325,56 @@ def test_version_negotiation_with_an_older_server() -> None:
             assert client.api_version == "1.43" and seen == ["1.43"]
     finally:
         shutil.rmtree(tmp)
+
+
+def test_request_bodies_from_bytes_files_pipes_and_iterators(
+    engine: tuple[EngineClient, ServerThread], tmp_path: Path
+) -> None:
+    client, _ = engine
+    data = bytes(range(256)) * 4000  # ~1 MB
+
+    def sent(body: Any) -> list[Any]:
+        with client.request("PUT", "/upload", data=body) as resp:
+            return list(resp.json())
+
+    expected = [len(data), hashlib.sha256(data).hexdigest()]
+    assert sent(data) == [*expected, "length"]
+    path = tmp_path / "body"
+    path.write_bytes(b"skipped" + data)
+    with open(path, "rb") as fp:
+        fp.seek(7)  # a file is sent from where it stands
+        assert sent(fp) == [*expected, "length"]
+    read_fd, write_fd = os.pipe()
+
+    def feed() -> None:
+        os.write(write_fd, data)
+        os.close(write_fd)
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    with os.fdopen(read_fd, "rb") as pipe:
+        assert sent(pipe) == [*expected, "chunked"]
+    writer.join()
+    pieces = (data[i : i + 70000] for i in range(0, len(data), 70000))
+    assert sent(pieces) == [*expected, "chunked"]
+    assert sent(iter([b"", b""])) == [0, hashlib.sha256().hexdigest(), "chunked"]
+
+
+def test_an_early_answer_wins_over_the_unsent_body(
+    engine: tuple[EngineClient, ServerThread],
+) -> None:
+    client, _ = engine
+    produced = 0
+
+    def endless() -> Iterator[bytes]:  # far more than the server drains before hanging up
+        nonlocal produced
+        for _ in range(2000):
+            produced += 1
+            yield b"x" * 65536
+
+    with pytest.raises(NotFound, match="No such container: nosuch"):
+        client.request("PUT", "/refuse", data=endless())
+    assert produced < 2000
 
 
 def test_unreachable_socket() -> None:
