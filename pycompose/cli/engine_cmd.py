@@ -49,6 +49,7 @@ def config_options(func: F) -> F:
             subnet_pool=kwargs.pop("subnet_pool"),
             registry_mirrors=kwargs.pop("registry_mirrors", None),
             insecure_registries=kwargs.pop("insecure_registries", None),
+            certs_dir=kwargs.pop("certs_dir", None),
             config_file=kwargs.pop("config_file", None),
             read_config_file=serving,
         )
@@ -66,7 +67,7 @@ def registry_options(func: F) -> F:
         fw.option(
             "--config-file",
             metavar="PATH",
-            help="Daemon config file (JSON: registry-mirrors, insecure-registries) "
+            help="Daemon config file (JSON: registry-mirrors, insecure-registries, certs-dir) "
             "[<config dir>/daemon.json].",
         ),
         fw.option(
@@ -84,6 +85,13 @@ def registry_options(func: F) -> F:
             metavar="HOST[:PORT]|CIDR",
             help="A registry allowed plain http or unverified TLS (repeatable; loopback "
             "always is) [env PYCOMPOSE_INSECURE_REGISTRIES, comma-separated].",
+        ),
+        fw.option(
+            "--certs-dir",
+            metavar="DIR",
+            help="Per-registry TLS files: DIR/<host[:port]>/ holds *.crt CAs and a client "
+            "*.cert/*.key pair; searched before /etc/docker/certs.d "
+            "[env PYCOMPOSE_CERTS_DIR; /etc/pycompose/certs.d].",
         ),
     ]
     for option in reversed(options):

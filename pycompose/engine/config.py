@@ -5,7 +5,8 @@ side: flags win over the environment (``PYCOMPOSE_ROOT``, ``PYCOMPOSE_RUNTIME_DI
 ``PYCOMPOSE_HOST``, ``PYCOMPOSE_BRIDGE_PREFIX``, ``PYCOMPOSE_SUBNET_POOL``), which wins over the
 defaults. Registry settings (mirrors, insecure registries) also come from a JSON daemon config
 file, as dockerd's ``daemon.json``, below the environment (``PYCOMPOSE_REGISTRY_MIRRORS``,
-``PYCOMPOSE_INSECURE_REGISTRIES``); only ``engine serve`` reads that file. This module is
+``PYCOMPOSE_INSECURE_REGISTRIES``, ``PYCOMPOSE_CERTS_DIR``); only ``engine serve`` reads that
+file. This module is
 imported by every CLI command that talks to the engine, so it uses nothing beyond ``os``,
 ``pathlib`` and ``dataclasses`` at import time.
 """
@@ -27,6 +28,10 @@ DEFAULT_SUBNET_POOL = ("10.89.0.0/16",)
 DEFAULT_SUBNET_SIZE = 24
 SOCKET_NAME = "engine.sock"
 DAEMON_FILE = "daemon.json"
+# Per-registry CA and client certificates (see pycompose.engine.images.certsd): ours first,
+# then docker's.
+DEFAULT_CERTS_DIR = Path("/etc/pycompose/certs.d")
+DOCKER_CERTS_DIR = Path("/etc/docker/certs.d")
 # Loopback is always insecure, as in dockerd: a registry on this host needs no certificate.
 LOOPBACK_INSECURE = ("127.0.0.0/8", "::1/128", "localhost")
 
@@ -59,8 +64,10 @@ class EngineConfig:
     host never collide. ``registry_mirrors`` (normalised ``scheme://host[:port]/`` URLs) are
     tried first for Docker Hub pulls; ``insecure_registries`` are the configured
     ``host[:port]`` names and CIDRs allowed plain http or unverified TLS (loopback is added
-    where they are used, see :data:`LOOPBACK_INSECURE`). ``config_file`` is the daemon config
-    file named on the command line, if any.
+    where they are used, see :data:`LOOPBACK_INSECURE`). ``certs_dir`` is the engine's
+    certs.d root (``<certs_dir>/<host[:port]>/`` holds a registry's CA and client
+    certificates), searched before docker's ``/etc/docker/certs.d``. ``config_file`` is the
+    daemon config file named on the command line, if any.
     """
 
     root: Path = DEFAULT_ROOT
@@ -71,6 +78,7 @@ class EngineConfig:
     subnet_size: int = DEFAULT_SUBNET_SIZE
     registry_mirrors: tuple[str, ...] = ()
     insecure_registries: tuple[str, ...] = ()
+    certs_dir: Path = DEFAULT_CERTS_DIR
     config_file: Path | None = None
 
     @classmethod
@@ -84,6 +92,7 @@ class EngineConfig:
         subnet_pool: str | None = None,
         registry_mirrors: Sequence[str] | None = None,
         insecure_registries: Sequence[str] | None = None,
+        certs_dir: str | os.PathLike[str] | None = None,
         config_file: str | os.PathLike[str] | None = None,
         read_config_file: bool = False,
         environ: Mapping[str, str] | None = None,
@@ -93,9 +102,9 @@ class EngineConfig:
         ``subnet_pool`` is a comma-separated list of CIDRs, optionally followed by
         ``:<prefix length>`` for the size of each network (``10.89.0.0/16:24``).
         ``registry_mirrors`` / ``insecure_registries`` are the repeated flags (empty means
-        not given). With ``read_config_file`` (``engine serve``) or an explicit
-        ``config_file``, the daemon config file is read too: ``config_file`` (which must
-        exist) or else ``<config dir>/daemon.json`` if it exists.
+        not given), ``certs_dir`` the certs.d flag. With ``read_config_file`` (``engine
+        serve``) or an explicit ``config_file``, the daemon config file is read too:
+        ``config_file`` (which must exist) or else ``<config dir>/daemon.json`` if it exists.
         """
         env = os.environ if environ is None else environ
         root_s = root if root is not None else env.get("PYCOMPOSE_ROOT") or DEFAULT_ROOT
@@ -113,10 +122,10 @@ class EngineConfig:
         pool, size = (
             parse_subnet_pool(pool_s) if pool_s else (DEFAULT_SUBNET_POOL, DEFAULT_SUBNET_SIZE)
         )
-        mirrors, insecure = load_registry_settings(
+        mirrors, insecure, certs = load_registry_settings(
             registry_mirrors, insecure_registries, env,
             config_file=Path(config_file) if config_file is not None else None,
-            read_default=read_config_file,
+            read_default=read_config_file, certs_flag=certs_dir,
         )
         return cls(
             root=root_p,
@@ -129,6 +138,7 @@ class EngineConfig:
             subnet_size=size,
             registry_mirrors=mirrors,
             insecure_registries=insecure,
+            certs_dir=certs,
             config_file=Path(config_file) if config_file is not None else None,
         )
 
@@ -175,7 +185,14 @@ class EngineConfig:
             args += ["--registry-mirror", mirror]
         for entry in self.insecure_registries:
             args += ["--insecure-registry", entry]
+        if self.certs_dir != DEFAULT_CERTS_DIR:
+            args += ["--certs-dir", str(self.certs_dir)]
         return args
+
+    @property
+    def registry_certs_dirs(self) -> tuple[Path, ...]:
+        """The certs.d roots the registry client searches: ours, then docker's."""
+        return (self.certs_dir, DOCKER_CERTS_DIR)
 
     @property
     def registry_insecure_all(self) -> tuple[str, ...]:
@@ -231,6 +248,8 @@ def parse_subnet_pool(text: str) -> tuple[tuple[str, ...], int]:
 # -- registry settings ---------------------------------------------------------------------
 
 _DAEMON_KEYS = {"registry-mirrors": "mirrors", "insecure-registries": "insecure"}
+# Keys holding one path, kept as a 1-tuple beside the lists.
+_DAEMON_PATH_KEYS = {"certs-dir": "certs"}
 _HOSTNAME_RE = re.compile(
     r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$"
 )
@@ -255,12 +274,13 @@ def load_registry_settings(
     *,
     config_file: Path | None = None,
     read_default: bool = False,
-) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Resolve and validate the registry mirrors and insecure registries.
+    certs_flag: str | os.PathLike[str] | None = None,
+) -> tuple[tuple[str, ...], tuple[str, ...], Path]:
+    """Resolve and validate the registry mirrors, insecure registries and certs.d root.
 
-    Each setting comes from the first of: the flags, the environment (comma-separated), the
-    daemon config file. Returns ``(mirrors, insecure)``; any invalid value raises
-    InvalidArgument naming it and where it came from.
+    Each setting comes from the first of: the flags, the environment (comma-separated lists),
+    the daemon config file. Returns ``(mirrors, insecure, certs_dir)``; any invalid value
+    raises InvalidArgument naming it and where it came from.
     """
     file_values: dict[str, tuple[str, ...]] = {}
     path = config_file
@@ -278,7 +298,28 @@ def load_registry_settings(
     )
     insecure = parse_insecure_registries(insecure_raw, insecure_src)
     mirrors = parse_mirrors(mirrors_raw, mirrors_src, insecure)
-    return mirrors, insecure
+    return mirrors, insecure, _certs_dir(certs_flag, environ, file_values, path)
+
+
+def _certs_dir(
+    flag: str | os.PathLike[str] | None,
+    environ: Mapping[str, str],
+    file_values: Mapping[str, tuple[str, ...]],
+    path: Path | None,
+) -> Path:
+    """The certs.d root: ``--certs-dir``, ``PYCOMPOSE_CERTS_DIR``, daemon.json, default."""
+    if flag is not None and str(flag):
+        value, source = str(flag), "--certs-dir"
+    elif environ.get("PYCOMPOSE_CERTS_DIR", "").strip():
+        value, source = environ["PYCOMPOSE_CERTS_DIR"].strip(), "PYCOMPOSE_CERTS_DIR"
+    elif "certs" in file_values:
+        value, source = file_values["certs"][0], f"{path} certs-dir"
+    else:
+        return DEFAULT_CERTS_DIR
+    if not os.path.isabs(value):
+        raise InvalidArgument(f"invalid certs dir {value!r} ({source}): "
+                              "expected an absolute path")
+    return Path(os.path.normpath(value))
 
 
 def _pick(
@@ -301,7 +342,7 @@ def _pick(
 def read_daemon_file(path: Path) -> dict[str, tuple[str, ...]]:
     """Read a dockerd-style ``daemon.json``; only its registry keys are supported.
 
-    Returns ``{"mirrors": (...), "insecure": (...)}`` for the keys present.
+    Returns ``{"mirrors": (...), "insecure": (...), "certs": (path,)}`` for the keys present.
     """
     import json  # only engine serve reads the file: keep the client's import cheap
 
@@ -317,11 +358,12 @@ def read_daemon_file(path: Path) -> dict[str, tuple[str, ...]]:
         raise InvalidArgument(f"daemon config file {path} is not valid JSON: {err}") from err
     if not isinstance(data, dict):
         raise InvalidArgument(f"daemon config file {path} must hold a JSON object")
-    unknown = sorted(set(data) - set(_DAEMON_KEYS))
+    supported = [*_DAEMON_KEYS, *_DAEMON_PATH_KEYS]
+    unknown = sorted(set(data) - set(supported))
     if unknown:
         raise InvalidArgument(
             f"daemon config file {path}: unsupported key(s) {', '.join(map(repr, unknown))}; "
-            f"supported: {', '.join(_DAEMON_KEYS)}"
+            f"supported: {', '.join(supported)}"
         )
     out: dict[str, tuple[str, ...]] = {}
     for key, name in _DAEMON_KEYS.items():
@@ -331,6 +373,11 @@ def read_daemon_file(path: Path) -> dict[str, tuple[str, ...]]:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise InvalidArgument(f"daemon config file {path}: {key} must be a list of strings")
         out[name] = tuple(value)
+    for key, name in _DAEMON_PATH_KEYS.items():
+        if key in data:
+            if not isinstance(data[key], str) or not data[key]:
+                raise InvalidArgument(f"daemon config file {path}: {key} must be a path")
+            out[name] = (data[key],)
     return out
 
 

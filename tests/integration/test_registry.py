@@ -120,7 +120,7 @@ def test_basic_auth_over_verified_tls(tls_registry: fx.RegistryServer, layout: p
         run(lambda: fetch(tls_registry.client_config(credentials=lambda _h: wrong)))
     # Without the CA and not configured insecure, the self-signed certificate is refused.
     with pytest.raises(RegistryError, match="CERTIFICATE_VERIFY_FAILED"):
-        run(lambda: fetch(tls_registry.client_config(ca_files={})))
+        run(lambda: fetch(tls_registry.client_config(certs_dirs=())))
 
 
 def test_check_login_against_htpasswd(tls_registry: fx.RegistryServer) -> None:

@@ -3,7 +3,8 @@
 There is no internet here, so a pull of ``docker.io/library/busybox`` can only be answered by
 the loopback registry configured as the engine's mirror. For insecure registries, loopback is
 always insecure, so the TLS registry (self-signed) is reached through this host's name, which
-resolves to loopback but is not an address: refused unless that name is listed insecure.
+resolves to loopback but is not an address: refused unless that name is listed insecure, or
+its CA is in the engine's certs.d (which also gives the client certificate a registry demands).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def layout_image_id(layout: pathlib.Path) -> str:
 
 def start_engine_with(*, mirrors: Sequence[str] = (), insecure: Sequence[str] = (),
                       daemon_json: dict[str, Any] | None = None,
+                      certs_dir: pathlib.Path | None = None,
                       timeout: float = 15.0) -> EngineProcess:
     """An isolated engine whose registry settings come from flags or a daemon config file."""
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="pcmir-"))
@@ -68,7 +70,7 @@ def start_engine_with(*, mirrors: Sequence[str] = (), insecure: Sequence[str] = 
     config = EngineConfig.load(
         root=tmp / "root", runtime_dir=tmp / "run", bridge_prefix=f"t{secrets.token_hex(2)}",
         subnet_pool=f"{free_subnet_pool()}:24", registry_mirrors=mirrors,
-        insecure_registries=insecure, config_file=config_file, environ={},
+        insecure_registries=insecure, config_file=config_file, environ={}, certs_dir=certs_dir,
     )
     argv = [sys.executable, "-m", "pycompose.cli.main", "engine", "serve", *config.serve_args()]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYCOMPOSE_")}
@@ -180,3 +182,37 @@ def test_tls_registry_with_self_signed_cert_needs_insecure_setting(
                              "Official": False}
         finally:
             stop_engine(lenient)
+
+
+def test_engine_takes_ca_and_client_certificate_from_its_certs_dir(
+        layout: pathlib.Path) -> None:
+    name = loopback_host_name()
+    with fx.run_registry(tls=True, mutual=True, names=(name,)) as server:
+        assert server.ca_file is not None and server.client_cert is not None
+        fx.skopeo_copy(layout, server, "busybox")
+        host = f"{name}:{server.host.rsplit(':', 1)[1]}"
+        ref = f"{host}/busybox"
+        certs = pathlib.Path(tempfile.mkdtemp(prefix="pccerts-"))
+        engine = start_engine_with(certs_dir=certs)
+        try:
+            client = engine.client()
+            # The files are read for each pull: no restart between the steps.
+            with pytest.raises(EngineError, match=f"cannot reach registry https://{host}: .*"
+                               f"put that CA certificate in {certs}/{host}/ca.crt"):
+                pull(client, ref)
+            (certs / host).mkdir()
+            shutil.copyfile(server.ca_file, certs / host / "ca.crt")
+            with pytest.raises(EngineError, match=f"{host} requires a client certificate: put "
+                               f"it and its key in {certs}/{host}/ as client.cert"):
+                pull(client, ref)
+            shutil.copyfile(server.client_cert.key, certs / host / "client.key")
+            with pytest.raises(EngineError, match=f"missing client certificate "
+                               f"{certs}/{host}/client.cert for key {certs}/{host}/client.key"):
+                pull(client, ref)
+            shutil.copyfile(server.client_cert.cert, certs / host / "client.cert")
+            events = pull(client, ref)
+            assert not [e for e in events if "error" in e], events
+            assert client.get(f"/images/{ref}:latest/json")["Id"] == layout_image_id(layout)
+        finally:
+            stop_engine(engine)
+            shutil.rmtree(certs)

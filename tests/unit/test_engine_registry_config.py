@@ -1,4 +1,5 @@
-"""Registry mirrors and insecure registries: flags, environment, daemon.json, /info, images."""
+"""Registry mirrors, insecure registries and the certs.d root: flags, environment,
+daemon.json, /info, images."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from pycompose.cli import main as cli_main
 from pycompose.engine import daemon
 from pycompose.engine.api.system import registry_info
 from pycompose.engine.config import (
+    DEFAULT_CERTS_DIR,
+    DOCKER_CERTS_DIR,
     EngineConfig,
     is_insecure,
     parse_insecure_registries,
@@ -250,7 +253,8 @@ def _serve(argv: list[str], monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(daemon, "serve", fake_serve)
     monkeypatch.setattr("logging.basicConfig", lambda **kwargs: None)
     monkeypatch.setenv("PYCOMPOSE_CONFIG_DIR", str(tmp_path / "config"))
-    for name in ("PYCOMPOSE_REGISTRY_MIRRORS", "PYCOMPOSE_INSECURE_REGISTRIES"):
+    for name in ("PYCOMPOSE_REGISTRY_MIRRORS", "PYCOMPOSE_INSECURE_REGISTRIES",
+                 "PYCOMPOSE_CERTS_DIR"):
         monkeypatch.delenv(name, raising=False)
     base = ["engine", "serve", "--root", str(tmp_path / "root"),
             "--runtime-dir", str(tmp_path / "run")]
@@ -294,3 +298,62 @@ def test_other_engine_commands_ignore_the_daemon_file(monkeypatch: pytest.Monkey
     status = cli_main.main(["engine", "stop", "--root", str(tmp_path / "root"),
                             "--runtime-dir", str(tmp_path / "run")])
     assert (status, capsys.readouterr().out) == (0, f"no engine running for {tmp_path}/run\n")
+
+
+# -- certs.d root --------------------------------------------------------------------------
+
+def test_certs_dir_from_flag_then_environment_then_file(tmp_path: Path) -> None:
+    path = write_daemon_json(tmp_path, {"certs-dir": "/srv/file-certs"})
+    assert EngineConfig.load(environ={}).certs_dir == DEFAULT_CERTS_DIR
+    assert EngineConfig.load(environ={}, config_file=path).certs_dir == Path("/srv/file-certs")
+    env = {"PYCOMPOSE_CERTS_DIR": "/srv/env-certs/"}
+    assert EngineConfig.load(environ=env, config_file=path).certs_dir == Path("/srv/env-certs")
+    flagged = EngineConfig.load(environ=env, config_file=path, certs_dir="/srv/flag-certs")
+    assert flagged.certs_dir == Path("/srv/flag-certs")
+    assert flagged.registry_certs_dirs == (Path("/srv/flag-certs"), DOCKER_CERTS_DIR)
+
+
+@pytest.mark.parametrize(("kwargs", "source"), [
+    ({"certs_dir": "certs"}, "--certs-dir"),
+    ({"environ": {"PYCOMPOSE_CERTS_DIR": "rel/certs"}}, "PYCOMPOSE_CERTS_DIR"),
+])
+def test_relative_certs_dir_is_refused_naming_its_source(kwargs: dict[str, Any],
+                                                         source: str) -> None:
+    kwargs.setdefault("environ", {})
+    with pytest.raises(InvalidArgument, match=f"invalid certs dir .*\\({source}\\): expected "
+                       "an absolute path"):
+        EngineConfig.load(**kwargs)
+
+
+@pytest.mark.parametrize("value", [["/a"], 3, ""])
+def test_daemon_file_certs_dir_must_be_a_path(tmp_path: Path, value: object) -> None:
+    path = write_daemon_json(tmp_path, {"certs-dir": value})
+    with pytest.raises(InvalidArgument, match="certs-dir must be a path"):
+        read_daemon_file(path)
+
+
+def test_daemon_file_relative_certs_dir_names_the_file(tmp_path: Path) -> None:
+    path = write_daemon_json(tmp_path, {"certs-dir": "certs.d"})
+    with pytest.raises(InvalidArgument, match=f"\\({path} certs-dir\\)"):
+        EngineConfig.load(environ={}, config_file=path)
+
+
+def test_serve_args_pass_a_certs_dir_other_than_the_default() -> None:
+    assert "--certs-dir" not in EngineConfig.load(environ={}).serve_args()
+    args = EngineConfig.load(environ={}, certs_dir="/srv/c").serve_args()
+    assert args[args.index("--certs-dir") + 1] == "/srv/c"
+
+
+def test_images_registry_config_searches_our_certs_dir_then_dockers() -> None:
+    config = EngineConfig.load(environ={}, certs_dir="/srv/c")
+    service = ImagesService(_Ctx(config), None, None, None, _NoAuth())  # type: ignore[arg-type]
+    assert service.registry_config(None).certs_dirs == (Path("/srv/c"), DOCKER_CERTS_DIR)
+
+
+def test_cli_serve_certs_dir_flag_and_daemon_file(monkeypatch: pytest.MonkeyPatch,
+                                                  tmp_path: Path) -> None:
+    write_daemon_json(tmp_path / "config", {"certs-dir": "/srv/from-file"})
+    status, seen = _serve([], monkeypatch, tmp_path)
+    assert (status, seen[0].certs_dir) == (0, Path("/srv/from-file"))
+    status, seen = _serve(["--certs-dir", "/srv/from-flag"], monkeypatch, tmp_path)
+    assert (status, seen[0].certs_dir) == (0, Path("/srv/from-flag"))

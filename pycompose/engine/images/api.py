@@ -157,8 +157,9 @@ class ImagesService:
         return self._auth
 
     def registry_config(self, header: str | None) -> RegistryConfig:
-        """Registry settings for one request: the daemon's mirrors and insecure registries
-        (loopback always insecure), the header's credentials, then saved ones."""
+        """Registry settings for one request: the daemon's mirrors, insecure registries
+        (loopback always insecure) and certs.d roots, the header's credentials, then saved
+        ones."""
         from pycompose.engine.images.registry import RegistryConfig
 
         given = decode_registry_auth(header)
@@ -170,6 +171,7 @@ class ImagesService:
 
         return RegistryConfig(mirrors=config.registry_mirrors,
                               insecure_registries=config.registry_insecure_all,
+                              certs_dirs=config.registry_certs_dirs,
                               credentials=lookup)
 
     def resolve(self, name: str) -> ImageRecord:

@@ -6,7 +6,9 @@ manifests and blobs. Authentication follows the registry's ``WWW-Authenticate`` 
 ``Bearer`` (a token from the realm, anonymous or with basic credentials, scoped per repository)
 or ``Basic``. Which scheme to speak is decided per host: https with verified TLS, except for
 hosts configured insecure (and loopback, as docker does), where unverified https is tried and
-then plain http. Pulls from Docker Hub try the configured mirrors first.
+then plain http. Extra CA roots and client certificates come per host from ``certs.d``
+directories (see :mod:`pycompose.engine.images.certsd`), for registries, mirrors and token
+services alike. Pulls from Docker Hub try the configured mirrors first.
 
 httpx is imported lazily: this module is imported by code on the CLI's start-up path.
 """
@@ -18,10 +20,19 @@ import ipaddress
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pycompose.engine.errors import EngineError, InvalidArgument, NotFound
+from pycompose.engine.images.certsd import (
+    DEFAULT_CERTS_DIR,
+    DOCKER_CERTS_DIR,
+    CertsDirs,
+    describe,
+    ssl_context,
+    tls_advice,
+)
 from pycompose.engine.images.manifest import (
     ACCEPT,
     DOCKER_LAYER_FOREIGN,
@@ -74,13 +85,14 @@ class RegistryConfig:
     ``mirrors`` are base URLs (``https://mirror.example``) tried first for Docker Hub pulls.
     ``insecure_registries`` lists hosts (``host`` or ``host:port``) and CIDRs allowed to use
     plain http or unverified TLS; loopback is in the default list, as in docker.
-    ``ca_files`` maps a host to a PEM bundle to verify its certificate with.
+    ``certs_dirs`` are the certs.d roots searched, first match wins, for each host's extra
+    CA certificates and client certificate (the engine's own root, then docker's).
     ``credentials`` returns the credentials for a registry host, or None.
     """
 
     mirrors: tuple[str, ...] = ()
     insecure_registries: tuple[str, ...] = ("127.0.0.0/8", "::1/128", "localhost")
-    ca_files: Mapping[str, str] = field(default_factory=dict)
+    certs_dirs: tuple[Path, ...] = (DEFAULT_CERTS_DIR, DOCKER_CERTS_DIR)
     credentials: CredentialLookup | None = None
     max_manifest_size: int = MAX_MANIFEST_SIZE
     timeout: float = 60.0
@@ -92,13 +104,13 @@ class Endpoint:
 
     domain: str
     url: str
-    verify: bool | str
+    verify: bool
     mirror: bool = False
 
     @property
     def host(self) -> str:
-        """The host[:port] of the URL (the key for credentials)."""
-        return self.url.split("://", 1)[1].rstrip("/")
+        """The host[:port] of the URL (the key for credentials and for certs.d)."""
+        return self.url.split("://", 1)[1].split("/", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -210,7 +222,8 @@ class RegistryClient:
                  *, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.config = config or RegistryConfig()
         self._transport = transport
-        self._clients: dict[tuple[str, bool | str], httpx.AsyncClient] = {}
+        self._clients: dict[tuple[str, bool], httpx.AsyncClient] = {}
+        self._certs = CertsDirs.of(self.config.certs_dirs)
         self._resolved: dict[str, Endpoint] = {}
         self._challenges: dict[str, Challenge] = {}
         self._tokens: dict[tuple[str, str], str] = {}
@@ -232,10 +245,9 @@ class RegistryClient:
     def candidates(self, domain: str) -> list[Endpoint]:
         """The URLs to try for ``domain``, most secure first."""
         host = DOCKER_HUB_API if domain == DEFAULT_DOMAIN else domain
-        ca = self.config.ca_files.get(domain) or self.config.ca_files.get(host)
         if not _is_insecure(host, self.config.insecure_registries):
-            return [Endpoint(domain, f"https://{host}", ca or True)]
-        return [Endpoint(domain, f"https://{host}", ca or False),
+            return [Endpoint(domain, f"https://{host}", True)]
+        return [Endpoint(domain, f"https://{host}", False),
                 Endpoint(domain, f"http://{host}", False)]
 
     def mirror_endpoints(self) -> list[Endpoint]:
@@ -250,33 +262,39 @@ class RegistryClient:
             if url.startswith("http://") and not insecure:
                 raise InvalidArgument(f"mirror {url} uses plain http but {host} is not an "
                                       "insecure registry")
-            verify: bool | str = self.config.ca_files.get(host) or not insecure
-            out.append(Endpoint(DEFAULT_DOMAIN, url, verify, mirror=True))
+            out.append(Endpoint(DEFAULT_DOMAIN, url, not insecure, mirror=True))
         return out
 
     def _client(self, ep: Endpoint) -> httpx.AsyncClient:
-        import ssl
-
+        """The HTTP client for ``ep``: its host's certs.d files (read now) decide the TLS."""
         import httpx
 
         key = (ep.url, ep.verify)
         client = self._clients.get(key)
         if client is None:
-            verify: bool | ssl.SSLContext = ep.verify if isinstance(ep.verify, bool) \
-                else ssl.create_default_context(cafile=ep.verify)
+            tls = self._certs.lookup(ep.host) if ep.url.startswith("https://") else None
+            verify: bool | ssl.SSLContext = ep.verify if tls is None \
+                else ssl_context(tls, verify=ep.verify)
             client = httpx.AsyncClient(verify=verify, transport=self._transport,
                                        timeout=httpx.Timeout(self.config.timeout, connect=10.0))
             self._clients[key] = client
         return client
 
+    def _failure(self, what: str, ep: Endpoint, err: Exception) -> RegistryError:
+        """``what: err``, with what to do when TLS is the cause."""
+        advice = tls_advice(err, ep.host, self._certs)
+        return RegistryError(f"{what}: {describe(err)}" + (f". {advice}" if advice else ""))
+
     async def ping(self, ep: Endpoint) -> None:
         """GET /v2/ on ``ep``; any answer but a server error means a registry is there."""
+        import ssl
+
         import httpx
 
         try:
             resp = await self._client(ep).get(f"{ep.url}/v2/")
-        except httpx.HTTPError as err:
-            raise RegistryError(f"cannot reach registry {ep.url}: {err}") from err
+        except (httpx.HTTPError, ssl.SSLError) as err:
+            raise self._failure(f"cannot reach registry {ep.url}", ep, err) from err
         if resp.status_code == 401:
             challenge = parse_challenge(resp.headers.get("www-authenticate", ""))
             if challenge is not None:
@@ -365,6 +383,8 @@ class RegistryClient:
 
     async def _fetch_token(self, ep: Endpoint, challenge: Challenge, scopes: tuple[str, ...],
                            creds: Credentials | None) -> str:
+        import ssl
+
         import httpx
 
         realm = challenge.params.get("realm")
@@ -376,15 +396,15 @@ class RegistryClient:
         if "service" in challenge.params:
             params.insert(0, ("service", challenge.params["service"]))
         auth = (creds.username, creds.password) if creds else None
-        host = realm.split("://", 1)[1].split("/", 1)[0]
-        verify: bool | str = ep.verify if host == ep.host else \
-            (self.config.ca_files.get(host) or not _is_insecure(host,
-                                                               self.config.insecure_registries))
-        client = self._client(Endpoint(ep.domain, realm, verify))
+        token_ep = Endpoint(ep.domain, realm, ep.verify)
+        if token_ep.host != ep.host:
+            token_ep = Endpoint(ep.domain, realm,
+                                not _is_insecure(token_ep.host, self.config.insecure_registries))
+        client = self._client(token_ep)
         try:
             resp = await client.get(realm, params=params, auth=auth)
-        except httpx.HTTPError as err:
-            raise RegistryError(f"cannot reach token service {realm}: {err}") from err
+        except (httpx.HTTPError, ssl.SSLError) as err:
+            raise self._failure(f"cannot reach token service {realm}", token_ep, err) from err
         if resp.status_code in (401, 403):
             raise RegistryUnauthorized(f"token service {realm} refused the credentials for "
                                        f"{ep.domain}: {resp.status_code}")
@@ -404,6 +424,8 @@ class RegistryClient:
                       body: bytes | Callable[[], AsyncIterator[bytes]] | None = None,
                       stream: bool = False, follow_redirects: bool = False) -> httpx.Response:
         """Send a request, answering one authentication challenge by retrying once."""
+        import ssl
+
         import httpx
 
         client = self._client(ep)
@@ -413,8 +435,8 @@ class RegistryClient:
             req = client.build_request(method, url, headers=hdrs, content=content)
             try:
                 resp = await client.send(req, stream=stream, follow_redirects=follow_redirects)
-            except httpx.HTTPError as err:
-                raise RegistryError(f"{method} {url} failed: {err}") from err
+            except (httpx.HTTPError, ssl.SSLError) as err:
+                raise self._failure(f"{method} {url} failed", ep, err) from err
             if resp.status_code != 401 or attempt == 1:
                 return resp
             challenge = parse_challenge(resp.headers.get("www-authenticate", ""))
@@ -658,12 +680,14 @@ def _check_content_range(header: str, offset: int, digest: str) -> None:
 
 async def _raw_chunks(resp: httpx.Response, what: str) -> AsyncIterator[bytes]:
     """The body as sent (no decoding), with transport failures as RegistryError."""
+    import ssl
+
     import httpx
 
     try:
         async for chunk in resp.aiter_raw():
             yield chunk
-    except httpx.HTTPError as err:
+    except (httpx.HTTPError, ssl.SSLError) as err:
         raise RegistryError(f"{what}: download interrupted: {err}") from err
 
 
