@@ -200,13 +200,22 @@ def test_token_service_host_has_its_own_certs_dir(
                     tokens.host: {"ca.crt": tokens.tls_cert},
                 },
             )
-            anonymous = config(server, both)
-            pull_with(
-                tmp_path,
-                name,
-                RegistryConfig(certs_dirs=anonymous.certs_dirs, insecure_registries=()),
-            )
+            # Anonymous pull: the token service grants it over its own TLS.
+            pull_with(tmp_path, name, RegistryConfig(certs_dirs=(both,), insecure_registries=()))
             assert any("repository:app:pull" in q.get("scope", []) for q in tokens.requests)
+
+            # No directory of its own: the token host uses its registry's, as dockerd does.
+            shared = certs_root(
+                tmp_path,
+                "shared",
+                {
+                    server.host: {
+                        "registry.crt": pathlib.Path(server.ca_file),
+                        "token.crt": tokens.tls_cert,
+                    }
+                },
+            )
+            pull_with(tmp_path, name, RegistryConfig(certs_dirs=(shared,), insecure_registries=()))
 
             registry_only = certs_root(
                 tmp_path, "registry-only", {server.host: {"ca.crt": pathlib.Path(server.ca_file)}}

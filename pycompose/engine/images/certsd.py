@@ -13,7 +13,9 @@ Other files are ignored. The port is part of the name: ``reg.example:5000`` and
 ``reg.example`` are different directories, as in docker. Two roots are searched, in order:
 the engine's own (``/etc/pycompose/certs.d``, or ``--certs-dir`` / ``PYCOMPOSE_CERTS_DIR`` /
 ``certs-dir`` in daemon.json) and then docker's ``/etc/docker/certs.d``. The first root that
-has a directory for the host wins, whole: the two are not merged.
+has a directory for the host wins, whole: the two are not merged. A token service (the
+bearer ``realm``) is looked up under its own host[:port]; when no root has a directory for
+it, its registry's directory is used, as dockerd uses the registry's TLS settings for both.
 
 These files never turn verification off: only insecure registries do. The client certificate
 of an insecure registry is still presented (its CAs are then moot); dockerd ignores certs.d

@@ -100,12 +100,18 @@ class RegistryConfig:
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One base URL speaking the v2 API for a registry ``domain``."""
+    """One base URL speaking the v2 API for a registry ``domain``.
+
+    ``certs_from`` names a host whose certs.d directory serves when this URL's host has
+    none: a token service falls back to its registry's (dockerd uses the registry's TLS
+    settings for both).
+    """
 
     domain: str
     url: str
     verify: bool
     mirror: bool = False
+    certs_from: str = ""
 
     @property
     def host(self) -> str:
@@ -222,7 +228,7 @@ class RegistryClient:
                  *, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.config = config or RegistryConfig()
         self._transport = transport
-        self._clients: dict[tuple[str, bool], httpx.AsyncClient] = {}
+        self._clients: dict[tuple[str, bool, str], httpx.AsyncClient] = {}
         self._certs = CertsDirs.of(self.config.certs_dirs)
         self._resolved: dict[str, Endpoint] = {}
         self._challenges: dict[str, Challenge] = {}
@@ -269,10 +275,14 @@ class RegistryClient:
         """The HTTP client for ``ep``: its host's certs.d files (read now) decide the TLS."""
         import httpx
 
-        key = (ep.url, ep.verify)
+        key = (ep.url, ep.verify, ep.certs_from)
         client = self._clients.get(key)
         if client is None:
-            tls = self._certs.lookup(ep.host) if ep.url.startswith("https://") else None
+            tls = None
+            if ep.url.startswith("https://"):
+                tls = self._certs.lookup(ep.host)
+                if tls is None and ep.certs_from:
+                    tls = self._certs.lookup(ep.certs_from)
             verify: bool | ssl.SSLContext = ep.verify if tls is None \
                 else ssl_context(tls, verify=ep.verify)
             client = httpx.AsyncClient(verify=verify, transport=self._transport,
@@ -399,7 +409,8 @@ class RegistryClient:
         token_ep = Endpoint(ep.domain, realm, ep.verify)
         if token_ep.host != ep.host:
             token_ep = Endpoint(ep.domain, realm,
-                                not _is_insecure(token_ep.host, self.config.insecure_registries))
+                                not _is_insecure(token_ep.host, self.config.insecure_registries),
+                                certs_from=ep.host)
         client = self._client(token_ep)
         try:
             resp = await client.get(realm, params=params, auth=auth)
