@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import pathlib
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,8 +18,14 @@ from pycompose.engine.api.streams import FrameDecoder
 from pycompose.engine.client import EngineClient
 from pycompose.engine.errors import Conflict, InvalidArgument, NotFound
 from pycompose.engine.runtime.logs import parse_timestamp
-from tests.fixtures.engine import REPO, EngineProcess, load_busybox, start_engine, stop_engine
-from tests.integration.test_containers_docker_cli import leftovers
+from tests.fixtures.docker_cli import leftovers
+from tests.fixtures.engine import (
+    EngineProcess,
+    load_busybox,
+    respawn_engine,
+    start_engine,
+    stop_engine,
+)
 
 pytestmark = pytest.mark.root
 
@@ -167,21 +170,6 @@ def test_container_network_none_has_only_lo(engine: EngineProcess) -> None:
         client.delete(f"/containers/{cid}")
 
 
-def _respawn(engine: EngineProcess) -> None:
-    """Start the daemon again on the same root and runtime dir."""
-    argv = [sys.executable, "-m", "pycompose.cli.main", "engine", "serve",
-            *engine.config.serve_args()]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    with open(engine.log_path, "ab") as log:
-        engine.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                          stderr=log, env=env, cwd=REPO)  # fmt: skip
-    client = engine.client()
-    deadline = time.monotonic() + 15
-    while not client.ping():
-        assert time.monotonic() < deadline, engine.log()
-        time.sleep(0.02)
-
-
 def test_daemon_sigkill_then_readopt(engine: EngineProcess) -> None:
     client = engine.client()
     counter = run(client, "sh", "-c",
@@ -199,7 +187,7 @@ def test_daemon_sigkill_then_readopt(engine: EngineProcess) -> None:
     (engine.config.runtime_dir / "runc" / "torn-state").mkdir(parents=True)
     time.sleep(1.0)  # the quitter exits while no daemon runs
     assert pathlib.Path(f"/proc/{pid}").exists()
-    _respawn(engine)
+    respawn_engine(engine)
     client = engine.client()
     state = client.get(f"/containers/{sleeper}/json")["State"]
     assert state["Status"] == "running" and state["Pid"] == pid
@@ -225,7 +213,7 @@ def test_start_not_yet_recorded_when_the_daemon_died(engine: EngineProcess) -> N
     record = json.loads(path.read_text())
     record["state"].update(status="created", pid=0)
     path.write_text(json.dumps(record))
-    _respawn(engine)
+    respawn_engine(engine)
     state = client.get(f"/containers/{cid}/json")["State"]
     assert (state["Status"], state["Pid"]) == ("running", pid)
     client.post(f"/containers/{cid}/stop", query={"t": 0})
@@ -245,7 +233,7 @@ def test_auto_remove_container_that_exited_while_the_daemon_was_down(
     record = json.loads((directory / "record.json").read_text())
     assert record["state"]["status"] == "running"
     time.sleep(1.0)  # it exits while no daemon runs
-    _respawn(engine)
+    respawn_engine(engine)
     deadline = time.monotonic() + 15
     while True:
         try:

@@ -13,9 +13,7 @@ import os
 import pathlib
 import pty
 import select
-import shutil
 import struct
-import subprocess
 import termios
 import time
 from collections.abc import Iterator
@@ -23,51 +21,10 @@ from collections.abc import Iterator
 import docker
 import pytest
 
+from tests.fixtures.docker_cli import DOCKER, leftovers, ok, run_docker
 from tests.fixtures.engine import EngineProcess, busybox_engine
 
 pytestmark = pytest.mark.root
-
-DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
-CGROUPS = pathlib.Path("/sys/fs/cgroup")
-
-
-def leftovers(engine: EngineProcess, ids: set[str] | None = None) -> list[str]:
-    """Container dirs, mounts, runc state, monitors and cgroups of this engine that still
-    exist (cgroups of ``ids``, by default every container the engine created)."""
-    found: list[str] = []
-    cdir = engine.config.root / "containers"
-    if cdir.is_dir():
-        found += [f"dir {p.name}" for p in cdir.iterdir()]
-    mounts = pathlib.Path("/proc/self/mountinfo").read_text()
-    found += [f"mount {line.split()[4]}" for line in mounts.splitlines()
-              if str(engine.tmp) in line]  # fmt: skip
-    runc = engine.config.runtime_dir / "runc"
-    if runc.is_dir():
-        found += [f"runc {p.name}" for p in runc.iterdir()]
-    for proc in pathlib.Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmd = (proc / "cmdline").read_bytes()
-                comm = (proc / "comm").read_text().strip()
-            except OSError:
-                continue
-            # Monitors are forks of the daemon: same command line, their own name.
-            if str(engine.tmp).encode() in cmd and (comm == "pycompose-mon"
-                                                    or b"engine\x00serve" not in cmd):
-                found.append(f"process {proc.name} {comm} {cmd[:100]!r}")
-    for cid in created_ids(engine) if ids is None else ids:
-        for ctrl in ("pids", "memory", "cpu", "freezer"):
-            if (CGROUPS / ctrl / "pycompose" / cid).exists():
-                found.append(f"cgroup {ctrl}/pycompose/{cid[:12]}")
-    return found
-
-
-def created_ids(engine: EngineProcess) -> set[str]:
-    """Ids of every container the engine created (from its event history)."""
-    query = {"since": "0", "until": f"{time.time() + 0.01:.3f}",
-             "filters": json.dumps({"type": ["container"], "event": ["create"]})}
-    with engine.client().stream("GET", "/events", query=query) as resp:
-        return {e["Actor"]["ID"] for e in resp.iter_json()}
 
 
 @pytest.fixture(scope="module")
@@ -86,20 +43,6 @@ def clean(engine: EngineProcess) -> Iterator[EngineProcess]:
     while leftovers(engine) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert leftovers(engine) == []
-
-
-def run_docker(engine: EngineProcess, *args: str, stdin: bytes | None = None,
-               timeout: float = 60) -> subprocess.CompletedProcess[bytes]:  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
-    env["DOCKER_CONFIG"] = str(engine.tmp / "docker-config")
-    return subprocess.run([DOCKER, "-H", engine.host, *args], input=stdin, capture_output=True,
-                          env=env, timeout=timeout)  # fmt: skip
-
-
-def ok(engine: EngineProcess, *args: str) -> str:
-    proc = run_docker(engine, *args)
-    assert proc.returncode == 0, proc.stderr.decode()
-    return proc.stdout.decode()
 
 
 def test_run_rm_echo_hi(clean: EngineProcess) -> None:

@@ -19,19 +19,19 @@ from collections.abc import Iterator
 import pytest
 
 from pycompose.engine.errors import InvalidArgument, NotFound
-from tests.fixtures.engine import (
-    EngineProcess,
-    busybox_engine,
-    load_busybox,
-    start_engine,
-    stop_engine,
-)
-from tests.integration.test_containers_api import _respawn
-from tests.integration.test_containers_docker_cli import (
+from tests.fixtures.docker_cli import (
     DOCKER,
     leftovers,
     ok,
     run_docker,
+)
+from tests.fixtures.engine import (
+    EngineProcess,
+    busybox_engine,
+    load_busybox,
+    respawn_engine,
+    start_engine,
+    stop_engine,
 )
 
 pytestmark = pytest.mark.root
@@ -163,7 +163,7 @@ def test_daemon_shutdown_stops_containers_and_always_comes_back(
         assert not pathlib.Path(f"/proc/{pid}").exists()
         assert [x for x in leftovers(engine, ids) if not x.startswith("dir ")] == []
         assert not (engine.config.runtime_dir / "runc").exists()
-        _respawn(engine)
+        respawn_engine(engine)
         deadline = time.monotonic() + 10
         while "keep" not in ok(engine, "ps") and time.monotonic() < deadline:
             time.sleep(0.1)

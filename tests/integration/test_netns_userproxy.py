@@ -19,18 +19,16 @@ from collections.abc import Iterator
 import pytest
 
 from pycompose.netns import nat
-from tests.fixtures.engine import EngineProcess, load_busybox, start_engine, stop_engine
-from tests.fixtures.images import layout_tarball
-from tests.integration.test_containers_api import _respawn
-from tests.integration.test_containers_docker_cli import run_docker
-from tests.integration.test_network_wiring import (
-    HTTPD,
-    UDP_ECHO,
-    fails,
-    http_get,
-    kernel_leftovers,
-    ok,
+from tests.fixtures.docker_cli import fails, ok, run_docker
+from tests.fixtures.engine import (
+    EngineProcess,
+    load_busybox,
+    respawn_engine,
+    start_engine,
+    stop_engine,
 )
+from tests.fixtures.images import layout_tarball
+from tests.fixtures.network import HTTPD, UDP_ECHO, http_get, kernel_leftovers
 
 
 def _has_ipv6_loopback() -> bool:
@@ -158,7 +156,7 @@ def test_proxy_recreated_after_daemon_sigkill(busybox_layout: pathlib.Path) -> N
         eng.process.send_signal(signal.SIGKILL)
         eng.process.wait(10)
         assert port_is_free(port)  # the proxy died with its daemon
-        _respawn(eng)
+        respawn_engine(eng)
         # Inspect waits until the components are loaded (the container re-adopted).
         assert ok(eng, "inspect", "-f", "{{.State.Status}}", "keep6").strip() == "running"
         assert "hello-" in http_get("::1", port)

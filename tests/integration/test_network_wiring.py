@@ -24,12 +24,17 @@ from collections.abc import Iterator
 
 import pytest
 
-from pycompose.netns import nat
 from pycompose.netns.kernel import LinuxKernel
-from tests.fixtures.engine import EngineProcess, load_busybox, start_engine, stop_engine
+from tests.fixtures.docker_cli import fails, ok, run_docker
+from tests.fixtures.engine import (
+    EngineProcess,
+    load_busybox,
+    respawn_engine,
+    start_engine,
+    stop_engine,
+)
 from tests.fixtures.images import layout_tarball
-from tests.integration.test_containers_api import _respawn
-from tests.integration.test_containers_docker_cli import run_docker
+from tests.fixtures.network import HTTPD, UDP_ECHO, http_get, kernel_leftovers
 
 pytestmark = [
     pytest.mark.root,
@@ -37,7 +42,6 @@ pytestmark = [
 ]
 OUTSIDE_NAME = "outside.pycompose.test"
 OUTSIDE_ADDR = "192.0.2.77"  # TEST-NET-1: only ever resolved, never contacted
-HTTPD = "mkdir -p /www && echo hello-$(hostname) > /www/index.html && exec httpd -f -p 80 -h /www"
 
 
 class LoopbackUpstream:
@@ -102,43 +106,6 @@ def module_engine(
         assert left == [], f"engine left behind: {left}"
 
 
-def kernel_leftovers(eng: EngineProcess, include_default: bool = False) -> list[str]:
-    """Our veths, user bridges, namespace files, DNAT rules (and, at the end, the default
-    bridge, the table and routes) that still exist."""
-    prefix = eng.config.bridge_prefix
-    kernel = LinuxKernel()
-    found = []
-    bridges: set[str] = set()
-    if not include_default:
-        nets = json.loads(ok(eng, "network", "inspect", "bridge"))
-        bridges = {nets[0]["Options"]["com.docker.network.bridge.name"]}
-    for name in kernel.link_names():
-        if name.startswith(prefix) and name not in bridges:
-            found.append(f"link {name}")
-    netns = eng.config.runtime_dir / "netns"
-    if netns.is_dir():
-        found += [f"netns {p.name}" for p in netns.iterdir()]
-    table = nat.table_name(prefix)
-    tables = [n for _, n in kernel.nft_tables()]
-    if table in tables:
-        listing = subprocess.run(["nft", "list", "table", "inet", table], capture_output=True,
-                                 text=True).stdout  # fmt: skip
-        found += [
-            f"rule {line.strip()}"
-            for line in listing.splitlines()
-            if "dnat to" in line or "dnat ip" in line
-        ]
-        if include_default:
-            found.append(f"table {table}")
-    routes = subprocess.run(["ip", "-o", "route"], capture_output=True, text=True).stdout
-    found += [
-        f"route {r}"
-        for r in routes.splitlines()
-        if f"dev {prefix}" in r and not any(f"dev {b} " in r for b in bridges)
-    ]
-    return found
-
-
 @pytest.fixture
 def eng(module_engine: EngineProcess) -> Iterator[EngineProcess]:
     yield module_engine
@@ -150,18 +117,6 @@ def eng(module_engine: EngineProcess) -> Iterator[EngineProcess]:
     while kernel_leftovers(module_engine) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert kernel_leftovers(module_engine) == []
-
-
-def ok(eng: EngineProcess, *args: str) -> str:
-    proc = run_docker(eng, *args)
-    assert proc.returncode == 0, (args, proc.stderr.decode())
-    return proc.stdout.decode()
-
-
-def fails(eng: EngineProcess, *args: str) -> subprocess.CompletedProcess[bytes]:
-    proc = run_docker(eng, *args)
-    assert proc.returncode != 0, (args, proc.stdout.decode())
-    return proc
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -179,22 +134,6 @@ def host_address(eng: EngineProcess) -> str:
         if not words[1].startswith(eng.config.bridge_prefix):
             return words[3].split("/")[0]
     pytest.skip("the host has no global IPv4 address")
-
-
-def http_get(host: str, port: int, timeout: float = 5) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection((host, port), timeout=2) as s:
-                s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
-                data = b""
-                while chunk := s.recv(4096):
-                    data += chunk
-            return data.decode(errors="replace")
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 def ip_of(eng: EngineProcess, name: str, network: str) -> str:
@@ -301,16 +240,6 @@ def test_published_tcp_and_udp_ports(eng: EngineProcess) -> None:
     mapped = ok(eng, "port", "all", "80/tcp").splitlines()[0]
     assert mapped.startswith("0.0.0.0:")
     assert "hello-" in http_get("127.0.0.1", int(mapped.rsplit(":", 1)[1]))
-
-
-UDP_ECHO = (
-    "import socket\n"
-    "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
-    "s.bind(('', 9999))\n"
-    "while True:\n"
-    "    data, peer = s.recvfrom(100)\n"
-    "    s.sendto(data.upper(), peer)\n"
-)
 
 
 def test_published_udp_port(eng: EngineProcess, debian_layout: pathlib.Path) -> None:
@@ -451,7 +380,7 @@ def test_daemon_sigkill_then_restart_leaves_nothing(
             eng.process.send_signal(signal.SIGKILL)
             eng.process.wait(10)
             time.sleep(1.5)  # the quitter exits while no daemon runs
-            _respawn(eng)
+            respawn_engine(eng)
             keeper = ip_of(eng, "keeper", "knet")
             out = ok(eng, "run", "--rm", "--network", "knet", "busybox", "nslookup", "keeper")
             assert f"Address: {keeper}" in out
@@ -464,7 +393,7 @@ def test_daemon_sigkill_then_restart_leaves_nothing(
             ok(eng, "run", "-d", "--name", "last", "-p", f"{port}:80", "busybox", "sleep", "100")
             eng.process.send_signal(signal.SIGKILL)
             eng.process.wait(10)
-            _respawn(eng)
+            respawn_engine(eng)
             # Inspect waits until the components are loaded (the container re-adopted).
             assert ok(eng, "inspect", "-f", "{{.State.Status}}", "last").strip() == "running"
         finally:

@@ -9,23 +9,23 @@ processes, staged mounts or secret files (volumes are removed by the test's clea
 from __future__ import annotations
 
 import base64
-import hashlib
-import io
 import json
 import pathlib
 import shutil
-import tarfile
 import tempfile
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from pycompose.engine.errors import Conflict, InvalidArgument, NotFound
-from pycompose.engine.images import manifest as mf
+from tests.fixtures.docker_cli import ok, run_docker
 from tests.fixtures.engine import EngineProcess, busybox_engine
-from tests.fixtures.images import layout_tarball
-from tests.integration.test_containers_docker_cli import leftovers, ok, run_docker
+from tests.fixtures.storage import (
+    cleanup,
+    data_dir,
+    load_volume_image,
+    volume_names,
+)
 
 pytestmark = pytest.mark.root
 
@@ -34,31 +34,6 @@ pytestmark = pytest.mark.root
 def module_engine(busybox_layout: pathlib.Path) -> Iterator[EngineProcess]:
     with busybox_engine(busybox_layout) as eng:
         yield eng
-
-
-def storage_leftovers(eng: EngineProcess) -> list[str]:
-    """What the containers left in storage's own dirs (staging points, secret files)."""
-    found = leftovers(eng)
-    mounts = eng.config.root / "mounts"
-    if mounts.is_dir():
-        found += [f"staged {p.name}" for p in mounts.iterdir() if p.name != ".files"]
-        files = mounts / ".files"
-        if files.is_dir():
-            found += [f"files {p.name}" for p in files.iterdir()]
-    return found
-
-
-def cleanup(eng: EngineProcess) -> None:
-    """Remove every container and volume, then insist nothing is left."""
-    for cid in run_docker(eng, "ps", "-aq").stdout.split():
-        run_docker(eng, "rm", "-f", cid.decode())
-    for name in run_docker(eng, "volume", "ls", "-q").stdout.split():
-        run_docker(eng, "volume", "rm", "-f", name.decode())
-    deadline = time.monotonic() + 10
-    while storage_leftovers(eng) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert storage_leftovers(eng) == []
-    assert ok(eng, "volume", "ls", "-q") == ""
 
 
 @pytest.fixture
@@ -80,59 +55,6 @@ def fails(eng: EngineProcess, *args: str) -> str:
     proc = run_docker(eng, *args)
     assert proc.returncode != 0, proc.stdout.decode()
     return proc.stderr.decode()
-
-
-def volume_names(eng: EngineProcess) -> set[str]:
-    return set(ok(eng, "volume", "ls", "-q").split())
-
-
-def data_dir(eng: EngineProcess, name: str) -> pathlib.Path:
-    return pathlib.Path(json.loads(ok(eng, "volume", "inspect", name))[0]["Mountpoint"])
-
-
-def _blob(layout: pathlib.Path, data: bytes) -> mf.Descriptor:
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    (layout / "blobs" / "sha256" / digest[7:]).write_bytes(data)
-    return mf.Descriptor("", digest, len(data))
-
-
-def load_volume_image(eng: EngineProcess, busybox: pathlib.Path, reference: str,
-                      volumes: list[str], files: dict[str, bytes]) -> None:  # fmt: skip
-    """Load busybox plus a layer with ``files`` and ``VOLUME`` entries, as ``reference``."""
-    layout = pathlib.Path(tempfile.mkdtemp(prefix="pcvolimg-")) / "layout"
-    try:
-        shutil.copytree(busybox, layout)
-        blobs = layout / "blobs" / "sha256"
-        index = json.loads((layout / "index.json").read_text())
-        manifest = json.loads((blobs / index["manifests"][0]["digest"][7:]).read_bytes())
-        config = json.loads((blobs / manifest["config"]["digest"][7:]).read_bytes())
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as tf:
-            for path, data in files.items():
-                info = tarfile.TarInfo(path)
-                info.size, info.mode = len(data), 0o644
-                tf.addfile(info, io.BytesIO(data))
-        layer = _blob(layout, buf.getvalue())
-        config["config"]["Volumes"] = {v: {} for v in volumes}
-        config["rootfs"]["diff_ids"].append(layer.digest)
-        config["history"].append({"created_by": f"VOLUME {volumes}"})
-        conf = _blob(layout, json.dumps(config).encode())
-        layers = [mf.Descriptor(d["mediaType"], d["digest"], d["size"])
-                  for d in manifest["layers"]]  # fmt: skip
-        layers.append(mf.Descriptor(mf.OCI_LAYER_TAR, layer.digest, layer.size))
-        man = _blob(layout, mf.manifest_json(
-            mf.Descriptor(mf.OCI_CONFIG, conf.digest, conf.size), layers))
-        index["manifests"] = [{"mediaType": mf.OCI_MANIFEST, "digest": man.digest,
-                               "size": man.size,
-                               "annotations": {"io.containerd.image.name": reference}}]
-        (layout / "index.json").write_text(json.dumps(index))
-        out = io.BytesIO()
-        layout_tarball(layout, out)
-        with eng.client().stream("POST", "/images/load", data=out.getvalue()) as resp:
-            assert [e.get("stream") for e in resp.iter_json()] == [
-                f"Loaded image: {reference}\n"]
-    finally:
-        shutil.rmtree(layout.parent)
 
 
 # -- the docker CLI's forms --------------------------------------------------------------

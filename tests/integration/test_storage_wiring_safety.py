@@ -17,10 +17,15 @@ from collections.abc import Iterator
 import pytest
 
 from pycompose.engine.errors import Conflict
-from tests.fixtures.engine import EngineProcess, load_busybox, start_engine, stop_engine
-from tests.integration.test_containers_api import _respawn
-from tests.integration.test_containers_docker_cli import ok, run_docker
-from tests.integration.test_storage_wiring import cleanup, data_dir, volume_names
+from tests.fixtures.docker_cli import ok, run_docker
+from tests.fixtures.engine import (
+    EngineProcess,
+    load_busybox,
+    respawn_engine,
+    start_engine,
+    stop_engine,
+)
+from tests.fixtures.storage import cleanup, data_dir, volume_names
 
 pytestmark = pytest.mark.root
 
@@ -58,7 +63,7 @@ def test_daemon_sigkill_while_writing_loses_nothing_synced(eng: EngineProcess) -
     eng.process.send_signal(signal.SIGKILL)
     eng.process.wait(10)
     time.sleep(0.5)  # it goes on writing while no daemon runs
-    _respawn(eng)
+    respawn_engine(eng)
     info = json.loads(ok(eng, "inspect", "writer"))[0]
     assert info["State"]["Running"], info["State"]
     acked_while_down = _wait_acks(eng, "writer", 1)
@@ -83,7 +88,7 @@ def test_restart_releases_what_stopped_containers_left(eng: EngineProcess) -> No
     time.sleep(1.0)  # "short" exits while no daemon runs: its staged mounts stay behind
     staged = eng.config.root / "mounts"
     assert [p.name for p in staged.iterdir() if p.name != ".files"] != []
-    _respawn(eng)
+    respawn_engine(eng)
     # (a container request waits until the component, and so its recovery, is set up)
     assert json.loads(ok(eng, "inspect", "short"))[0]["State"]["Status"] == "exited"
     assert [p.name for p in staged.iterdir() if p.name != ".files"] == []

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fixtures.engine import EngineProcess, busybox_engine
-from tests.integration.test_network_wiring import HTTPD, http_get, kernel_leftovers
+from tests.fixtures.network import HTTPD, http_get, kernel_leftovers
 
 pytestmark = pytest.mark.root
 

@@ -18,9 +18,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.fixtures.docker_cli import DOCKER
 from tests.fixtures.engine import REPO, EngineProcess, busybox_engine
-from tests.integration.test_containers_docker_cli import DOCKER
-from tests.integration.test_storage_wiring import cleanup
+from tests.fixtures.storage import cleanup
 
 pytestmark = pytest.mark.root
 
