@@ -3,19 +3,34 @@
 The source is looked up inside the container's root filesystem with symlinks resolved
 *within* it (an image's ``/data -> /etc`` means the image's /etc, never the host's), and the
 copy is made with directory fds and ``O_NOFOLLOW`` on both sides: symlinks are copied as
-symlinks, never followed. Owners, modes and times are kept; extended attributes are not.
+symlinks, never followed. Owners, modes, times and extended attributes are kept:
+``security.capability`` (file capabilities) is set after the chown, which clears it; the
+overlayfs-private ``trusted.overlay.*`` is never copied; an attribute the volume's file
+system refuses (no user xattrs on that fs, no privilege for a namespace) is left out with a
+logged reason.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
 import os
 import stat
 
 from pycompose.engine.errors import InvalidArgument
 
+log = logging.getLogger("pycompose.storage.copyup")
+
 _MAX_LINKS = 40
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_CAPABILITY = "security.capability"
+_NEVER = "trusted.overlay."
+# What a file system answers when it will not store an attribute: skipped, with a reason.
+_REFUSED = {errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.EACCES, errno.EINVAL,
+            errno.E2BIG, errno.ERANGE}  # fmt: skip
+
+Xattrs = list[tuple[str, bytes]]
 
 
 def open_in_root(root_fd: int, path: str) -> int | None:
@@ -78,22 +93,69 @@ def copy_up(rootfs: str, target: str, data_fd: int) -> bool:
         if not stat.S_ISDIR(st.st_mode):
             return False
         _copy_dir(src, data_fd)
-        _meta(data_fd, None, st)
+        _meta(data_fd, None, st, read_xattrs(src))
         return True
     finally:
         os.close(src)
 
 
-def _meta(parent: int, name: str | None, st: os.stat_result) -> None:
-    """Owner, mode and times of ``name`` in ``parent`` (or of ``parent`` itself)."""
+def _entry(parent: int, name: str | None) -> int | str:
+    """``name`` in the directory fd ``parent`` (or ``parent``) for the xattr calls, which
+    take no ``dir_fd``: the fd's /proc path pins the directory, the last component is not
+    followed."""
+    return parent if name is None else f"/proc/self/fd/{parent}/{name}"
+
+
+def read_xattrs(src: int | str) -> Xattrs:
+    """The extended attributes worth copying of ``src`` (an fd, or a path not followed)."""
+    nofollow = {} if isinstance(src, int) else {"follow_symlinks": False}
+    try:
+        names = os.listxattr(src, **nofollow)
+    except OSError as err:
+        if err.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            return []
+        raise
+    out = []
+    for attr in sorted(names):
+        if attr.startswith(_NEVER):
+            continue  # overlayfs's own bookkeeping: meaningless (and harmful) in a volume
+        try:
+            out.append((attr, os.getxattr(src, attr, **nofollow)))
+        except OSError as err:
+            if err.errno != errno.ENODATA:  # gone since the listing: nothing to copy
+                raise
+    return out
+
+
+def _set_xattrs(dst: int | str, attrs: Xattrs, shown: str) -> None:
+    nofollow = {} if isinstance(dst, int) else {"follow_symlinks": False}
+    for attr, value in attrs:
+        try:
+            os.setxattr(dst, attr, value, **nofollow)
+        except OSError as err:
+            if err.errno not in _REFUSED:
+                raise
+            log.warning("copy-up: %s: extended attribute %s not copied: %s", shown, attr,
+                        err.strerror)  # fmt: skip
+
+
+def _meta(parent: int, name: str | None, st: os.stat_result, attrs: Xattrs) -> None:
+    """Owner, mode, xattrs and times of ``name`` in ``parent`` (or of ``parent`` itself)."""
+    target = _entry(parent, name)
+    shown = name or "."
+    _set_xattrs(target, [a for a in attrs if a[0] != _CAPABILITY], shown)
     if name is None:
         os.fchown(parent, st.st_uid, st.st_gid)
         os.fchmod(parent, stat.S_IMODE(st.st_mode))
+    else:
+        os.chown(name, st.st_uid, st.st_gid, dir_fd=parent, follow_symlinks=False)
+        if not stat.S_ISLNK(st.st_mode):
+            os.chmod(name, stat.S_IMODE(st.st_mode), dir_fd=parent)
+    # After the chown (and chmod), which clear file capabilities.
+    _set_xattrs(target, [a for a in attrs if a[0] == _CAPABILITY], shown)
+    if name is None:
         os.utime(parent, ns=(st.st_atime_ns, st.st_mtime_ns))
         return
-    os.chown(name, st.st_uid, st.st_gid, dir_fd=parent, follow_symlinks=False)
-    if not stat.S_ISLNK(st.st_mode):
-        os.chmod(name, stat.S_IMODE(st.st_mode), dir_fd=parent)
     with contextlib.suppress(NotImplementedError, OSError):
         os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=parent, follow_symlinks=False)
 
@@ -120,7 +182,7 @@ def _copy_dir(src: int, dst: int) -> None:
             os.mknod(name, mode, st.st_rdev, dir_fd=dst)
         else:  # sockets have no content worth copying
             continue
-        _meta(dst, name, st)
+        _meta(dst, name, st, read_xattrs(_entry(src, name)))
 
 
 def _copy_file(src: int, dst: int, name: str) -> None:
