@@ -123,3 +123,54 @@ def test_remove_parent_if_empty_keeps_busy_hierarchies(tmp_path: Path) -> None:
     ]
     assert (tmp_path / "pids" / "pycompose" / "still-running").is_dir()
     assert remove_parent_if_empty("pycompose", tmp_path) == []
+
+
+def test_cgroup2_mounted_over_a_v1_tree_is_v2() -> None:
+    """runc goes by the filesystem type of /sys/fs/cgroup: so does the probe."""
+    shadowed = HYBRID + "40 30 0:29 /pctest /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n"
+    assert cgroups.detect_mode(shadowed) is CgroupMode.V2
+    # The other way round: a tmpfs with v1 hierarchies mounted over a cgroup2 mount.
+    hidden = V2 + "41 30 0:40 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n"
+    hidden += "42 41 0:27 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"
+    assert cgroups.detect_mode(hidden) is CgroupMode.HYBRID
+    elsewhere = "50 1 0:29 / /mnt/cg rw - cgroup2 cgroup2 rw\n"
+    with pytest.raises(InvalidArgument, match="not on /sys/fs/cgroup"):
+        cgroups.detect_mode(elsewhere)
+
+
+def test_limits_of_host_config() -> None:
+    limits = cgroups.limits_of({"Memory": 64 << 20, "NanoCpus": 10**9, "PidsLimit": -1,
+                                "CpusetCpus": "0", "Privileged": True})  # fmt: skip
+    assert limits == ResourceLimits(memory=64 << 20, nano_cpus=10**9, cpuset_cpus="0")
+    assert cgroups.limits_of({"PidsLimit": 7}).pids_limit == 7
+    assert cgroups.limits_of({}) == ResourceLimits()
+
+
+def test_a_missing_controller_names_the_fields_set() -> None:
+    bare = replace(HOST, mode=CgroupMode.V2, controllers=frozenset({"hugetlb"}))
+    for limits, field in (
+        (ResourceLimits(cpu_period=50_000), "CpuPeriod"),
+        (ResourceLimits(cpu_quota=50_000, cpu_period=100_000), "CpuQuota/CpuPeriod"),
+        (ResourceLimits(nano_cpus=10**9), "NanoCpus"),
+        (ResourceLimits(memory_reservation=1 << 30), "MemoryReservation"),
+        (ResourceLimits(cpuset_mems="0"), "CpusetMems"),
+    ):
+        with pytest.raises(InvalidArgument, match=f"^{field} cannot be honoured"):
+            cgroups.resources(limits, bare)
+    assert cgroups.resources(ResourceLimits(), bare) == {"devices": []}
+
+
+def test_remove_container_cgroups(tmp_path: Path) -> None:
+    left = tmp_path / "pycompose" / "c1"
+    left.mkdir(parents=True)
+    assert cgroups.remove_container_cgroups(CgroupMode.V2, "/pycompose/c1", tmp_path) == []
+    assert not left.exists() and (tmp_path / "pycompose").is_dir()
+    assert cgroups.remove_container_cgroups(CgroupMode.V2, "/pycompose/c1", tmp_path) == []
+    for ctrl in ("memory", "pids", "unified"):
+        (tmp_path / ctrl / "pycompose" / "c2").mkdir(parents=True)
+    (tmp_path / "pids" / "pycompose" / "c2" / "not-a-cgroup").write_text("")
+    busy = cgroups.remove_container_cgroups(CgroupMode.HYBRID, "/pycompose/c2", tmp_path)
+    assert busy == [tmp_path / "pids" / "pycompose" / "c2"]  # ENOTEMPTY: not waited for
+    assert not (tmp_path / "memory" / "pycompose" / "c2").exists()
+    assert not (tmp_path / "unified" / "pycompose" / "c2").exists()
+    assert cgroups.remove_container_cgroups(CgroupMode.V2, "/", tmp_path) == []

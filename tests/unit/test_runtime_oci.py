@@ -142,3 +142,16 @@ def test_runtime_for_probed_info(tmp_path: Path) -> None:
     info = oci.RuntimeInfo("runc", "/usr/sbin/runc", "runc version 1")
     rt = oci.runtime_for(info, tmp_path)
     assert rt.argv("list") == ["/usr/sbin/runc", "--root", str(tmp_path / "runc"), "list"]
+
+
+def test_probe_cgroups_are_removed_even_when_the_runtime_left_them(tmp_path: Path) -> None:
+    """crun 1.8.1 failing half-way on cgroup v2 leaves the probe container's own cgroup."""
+    cid = "pycompose-probe-1-2"
+    for base in (tmp_path, tmp_path / "memory"):
+        (base / oci.PROBE_CGROUP_PARENT / cid).mkdir(parents=True)
+    (tmp_path / "pids" / oci.PROBE_CGROUP_PARENT / "pycompose-probe-9-9").mkdir(parents=True)
+    oci._remove_probe_cgroups(cid, tmp_path)
+    assert not (tmp_path / oci.PROBE_CGROUP_PARENT).exists()
+    assert not (tmp_path / "memory" / oci.PROBE_CGROUP_PARENT).exists()
+    # Another probe's cgroup, running in parallel, is not touched.
+    assert (tmp_path / "pids" / oci.PROBE_CGROUP_PARENT / "pycompose-probe-9-9").is_dir()

@@ -37,11 +37,12 @@ from pycompose.engine.containers.manager import ContainerManager
 from pycompose.engine.containers.networking import setup_networking
 from pycompose.engine.containers.record import ZERO_TIME, ContainerRecord
 from pycompose.engine.containers.recovery import recover
+from pycompose.engine.containers.request import validate_create
 from pycompose.engine.containers.runner import Runner
 from pycompose.engine.containers.storage_wiring import StorageWiring
 from pycompose.engine.containers.top import top
 from pycompose.engine.errors import Conflict, InvalidArgument
-from pycompose.engine.runtime.cgroups import cgroups_path
+from pycompose.engine.runtime.cgroups import ResourceLimits, cgroups_path, limits_of, resources
 from pycompose.storage.overlay import KernelMounter
 
 if TYPE_CHECKING:
@@ -101,8 +102,19 @@ class ContainersApi:
     async def create(self, req: Request) -> Response:
         """``POST /containers/create?name=``: 201 ``{"Id", "Warnings"}``."""
         body = await req.json_object()
+        await self._check_limits(body)
         record, warnings = self.mgr.create(body, req.query_str("name"))
         return json_response({"Id": record.id, "Warnings": warnings}, status=201)
+
+    async def _check_limits(self, body: Any) -> None:
+        """Limits the host's cgroups cannot honour (a controller missing, as on cgroup v2 of
+        a hybrid host) are refused at create, as dockerd does, not at start once the
+        container exists. The runtime probe is only awaited when a limit is asked for."""
+        _, host_config, _ = validate_create(body)
+        limits = limits_of(host_config)
+        if limits != ResourceLimits():
+            _, host = await self.runner.runtime()
+            resources(limits, host)
 
     async def inspect(self, req: Request) -> Response:
         """``GET /containers/{id}/json``."""
@@ -291,4 +303,3 @@ def _prune_match(record: ContainerRecord, filters: dict[str, list[str]]) -> bool
         if key in labels and (not eq or labels[key] == value):
             return False
     return all(views.created_before(record, views.parse_until(v)) for v in filters.get("until", []))
-

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pycompose.engine.errors import InvalidArgument
-from pycompose.engine.runtime.cgroups import HostCgroups, ResourceLimits
+from pycompose.engine.runtime.cgroups import HostCgroups, limits_of
 from pycompose.engine.runtime.etcfiles import EtcParams
 from pycompose.engine.runtime.spec import (
     ContainerSpecParams,
@@ -93,22 +93,6 @@ def stop_timeout(config: Mapping[str, Any], override: int | None = None) -> int:
         return override
     value = config.get("StopTimeout")
     return DEFAULT_STOP_TIMEOUT if value is None else int(value)
-
-
-def _limits(host: Mapping[str, Any]) -> ResourceLimits:
-    pids = host.get("PidsLimit")
-    return ResourceLimits(
-        memory=int(host.get("Memory") or 0),
-        memory_reservation=int(host.get("MemoryReservation") or 0),
-        memory_swap=int(host.get("MemorySwap") or 0),
-        nano_cpus=int(host.get("NanoCpus") or 0),
-        cpu_shares=int(host.get("CpuShares") or 0),
-        cpu_period=int(host.get("CpuPeriod") or 0),
-        cpu_quota=int(host.get("CpuQuota") or 0),
-        cpuset_cpus=host.get("CpusetCpus") or "",
-        cpuset_mems=host.get("CpusetMems") or "",
-        pids_limit=int(pids) if pids and int(pids) > 0 else None,
-    )
 
 
 def _ulimits(host: Mapping[str, Any]) -> tuple[Ulimit, ...]:
@@ -195,7 +179,7 @@ def spec_params(
         cap_add=tuple(host.get("CapAdd") or ()),
         cap_drop=tuple(host.get("CapDrop") or ()),
         security_opt=tuple(host.get("SecurityOpt") or ()),
-        limits=_limits(host),
+        limits=limits_of(host),
         ulimits=_ulimits(host),
         sysctls=tuple((host.get("Sysctls") or {}).items()),
         init=bool(host.get("Init")),

@@ -1,11 +1,14 @@
 """``GET /containers/{id}/stats``: CPU, memory and pids figures from the container's cgroups.
 
-Shapes follow Docker's ``StatsJSON`` for cgroup v1 (and hybrid) and v2 hosts. As in Docker,
-``stream=false`` without ``one-shot`` takes two samples a second apart so that clients can
-compute a CPU percentage from ``cpu_stats`` and ``precpu_stats``; ``one-shot=true`` answers
-at once with empty ``precpu_stats``. Containers have no network interfaces besides ``lo``
-until the networks issue lands, so there is no ``networks`` key, as for Docker's
-``--network none``.
+Shapes follow Docker's ``StatsJSON`` for cgroup v1 (and hybrid) and v2 hosts. Figures of a
+controller the container's cgroup lacks are left out rather than made up: ``memory_stats``
+is then ``{}`` (as Docker answers when it cannot read them), while CPU time comes from v2's
+``cpu.stat``, which every cgroup has, and the pid count from the cgroup's task list. As in
+Docker, ``stream=false`` without ``one-shot`` takes two samples a second apart so that
+clients can compute a CPU percentage from ``cpu_stats`` and ``precpu_stats``;
+``one-shot=true`` answers at once with empty ``precpu_stats``. Containers have no network
+interfaces besides ``lo`` until the networks issue lands, so there is no ``networks`` key,
+as for Docker's ``--network none``.
 """
 
 from __future__ import annotations
@@ -52,8 +55,10 @@ def system_cpu_ns(proc_stat: str | None = None) -> int:
 
 def empty_cpu() -> dict[str, Any]:
     """``precpu_stats`` before a first sample."""
-    return {"cpu_usage": {"total_usage": 0, "usage_in_kernelmode": 0, "usage_in_usermode": 0},
-            "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}}
+    return {
+        "cpu_usage": {"total_usage": 0, "usage_in_kernelmode": 0, "usage_in_usermode": 0},
+        "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0},
+    }
 
 
 def _v1(rel: str, root: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -70,11 +75,13 @@ def _v1(rel: str, root: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str,
                             "throttled_time": throttle.get("throttled_time", 0)},
     }  # fmt: skip
     mem_dir = root / "memory" / rel
-    limit = _int(mem_dir / "memory.limit_in_bytes")
-    memory = {"usage": _int(mem_dir / "memory.usage_in_bytes"),
-              "max_usage": _int(mem_dir / "memory.max_usage_in_bytes"),
-              "failcnt": _int(mem_dir / "memory.failcnt"),
-              "stats": _kv(mem_dir / "memory.stat"), "limit": limit}  # fmt: skip
+    memory: dict[str, Any] = {}
+    if (mem_dir / "memory.usage_in_bytes").exists():
+        memory = {"usage": _int(mem_dir / "memory.usage_in_bytes"),
+                  "max_usage": _int(mem_dir / "memory.max_usage_in_bytes"),
+                  "failcnt": _int(mem_dir / "memory.failcnt"),
+                  "stats": _kv(mem_dir / "memory.stat"),
+                  "limit": _int(mem_dir / "memory.limit_in_bytes")}  # fmt: skip
     pids_max = _read(root / "pids" / rel / "pids.max").strip()
     pids = {"current": _int(root / "pids" / rel / "pids.current")}
     if pids_max.isdigit():
@@ -93,11 +100,16 @@ def _v2(rel: str, root: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str,
                             "throttled_periods": stat.get("nr_throttled", 0),
                             "throttled_time": stat.get("throttled_usec", 0) * 1000},
     }  # fmt: skip
-    limit_s = _read(d / "memory.max").strip()
-    memory = {"usage": _int(d / "memory.current"), "stats": _kv(d / "memory.stat"),
-              "limit": int(limit_s) if limit_s.isdigit() else 0}  # fmt: skip
+    memory: dict[str, Any] = {}
+    if (d / "memory.current").exists():  # only where the memory controller is enabled
+        limit_s = _read(d / "memory.max").strip()
+        memory = {"usage": _int(d / "memory.current"), "stats": _kv(d / "memory.stat"),
+                  "limit": int(limit_s) if limit_s.isdigit() else 0}  # fmt: skip
     pids_max = _read(d / "pids.max").strip()
-    pids = {"current": _int(d / "pids.current")}
+    if (d / "pids.current").exists():
+        pids = {"current": _int(d / "pids.current")}
+    else:  # no pids controller: count the tasks (cgroup.threads is always there)
+        pids = {"current": len(_read(d / "cgroup.threads").split())}
     if pids_max.isdigit():
         pids["limit"] = int(pids_max)
     return cpu, memory, pids
@@ -107,7 +119,7 @@ def sample(mode: CgroupMode, cgroups_path: str, root: Path = CGROUP_ROOT) -> dic
     """One reading of a container's cgroups, without ``precpu_stats``/``preread``."""
     rel = cgroups_path.lstrip("/")
     cpu, memory, pids = (_v2 if mode is CgroupMode.V2 else _v1)(rel, root)
-    if memory["limit"] == 0 or memory["limit"] >= 2**62:
+    if memory and (memory["limit"] == 0 or memory["limit"] >= 2**62):
         memory["limit"] = _host_memory()
     cpu["system_cpu_usage"] = system_cpu_ns()
     cpu["online_cpus"] = os.cpu_count() or 1

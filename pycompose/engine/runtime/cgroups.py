@@ -8,7 +8,10 @@ counter of a container's memory cgroup, which the monitor records as ``OOMKilled
 from __future__ import annotations
 
 import enum
+import errno
 import os
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,27 +64,47 @@ class ResourceLimits:
     devices: tuple[dict[str, Any], ...] = field(default=())
 
 
+def limits_of(host_config: Mapping[str, Any]) -> ResourceLimits:
+    """The resource limits of a (validated) Docker ``HostConfig``."""
+    pids = host_config.get("PidsLimit")
+    return ResourceLimits(
+        memory=int(host_config.get("Memory") or 0),
+        memory_reservation=int(host_config.get("MemoryReservation") or 0),
+        memory_swap=int(host_config.get("MemorySwap") or 0),
+        nano_cpus=int(host_config.get("NanoCpus") or 0),
+        cpu_shares=int(host_config.get("CpuShares") or 0),
+        cpu_period=int(host_config.get("CpuPeriod") or 0),
+        cpu_quota=int(host_config.get("CpuQuota") or 0),
+        cpuset_cpus=host_config.get("CpusetCpus") or "",
+        cpuset_mems=host_config.get("CpusetMems") or "",
+        pids_limit=int(pids) if pids and int(pids) > 0 else None,
+    )
+
+
 def detect_mode(mountinfo: str) -> CgroupMode:
-    """Classify the cgroup layout from the text of ``/proc/self/mountinfo``."""
-    v1 = False
-    v2_root = False
-    v2_any = False
+    """Classify the cgroup layout from the text of ``/proc/self/mountinfo``.
+
+    As runc does (it looks at the filesystem type of /sys/fs/cgroup), a cgroup2 filesystem
+    mounted on /sys/fs/cgroup itself means v2, even over a v1 tree it hides.
+    """
+    mounts = []  # (mount id, parent id, mount point, filesystem type)
     for line in mountinfo.splitlines():
         left, sep, right = line.partition(" - ")
-        if not sep:
-            continue
         fields = left.split()
-        fstype = right.split()[0] if right.split() else ""
-        mount_point = fields[4] if len(fields) > 4 else ""
-        if fstype == "cgroup":
-            v1 = True
-        elif fstype == "cgroup2":
-            v2_any = True
-            v2_root = v2_root or mount_point == str(CGROUP_ROOT)
-    if v2_root and not v1:
+        if sep and len(fields) > 4 and right.split():
+            mounts.append((fields[0], fields[1], fields[4], right.split()[0]))
+    at_root = [m for m in mounts if m[2] == str(CGROUP_ROOT)]
+    parents = {m[1] for m in at_root}
+    top = [m for m in at_root if m[0] not in parents]  # the one mounted last, visible
+    if top and top[-1][3] == "cgroup2":
         return CgroupMode.V2
-    if v1:
-        return CgroupMode.HYBRID if v2_any else CgroupMode.V1
+    fstypes = {m[3] for m in mounts}
+    if "cgroup" in fstypes:
+        return CgroupMode.HYBRID if "cgroup2" in fstypes else CgroupMode.V1
+    if "cgroup2" in fstypes:
+        raise InvalidArgument(
+            f"cgroup2 is mounted, but not on {CGROUP_ROOT}: the OCI runtime would not find it"
+        )
     raise InvalidArgument("no cgroup filesystem is mounted: containers cannot be limited")
 
 
@@ -208,7 +231,9 @@ def _cpu(limits: ResourceLimits, host: HostCgroups) -> dict[str, Any]:
         if limits.cpu_quota:
             cpu["quota"] = limits.cpu_quota
     if "quota" in cpu or "period" in cpu:
-        _need(host, "cpu", "NanoCpus/CpuQuota")
+        named = (("NanoCpus", limits.nano_cpus), ("CpuQuota", limits.cpu_quota),
+                 ("CpuPeriod", limits.cpu_period))  # fmt: skip
+        _need(host, "cpu", "/".join(name for name, value in named if value))
         if not host.cfs_quota:
             raise InvalidArgument("CPU quotas cannot be honoured: the kernel has no CFS quota")
     if limits.cpu_shares:
@@ -242,8 +267,11 @@ def memory_cgroup_dir(mode: CgroupMode, path: str, root: Path = CGROUP_ROOT) -> 
 def read_oom_kills(mode: CgroupMode, path: str, root: Path = CGROUP_ROOT) -> int:
     """The number of OOM kills in a container's memory cgroup (0 when unknown)."""
     d = memory_cgroup_dir(mode, path, root)
-    name, key = ("memory.events", "oom_kill") if mode is CgroupMode.V2 else (
-        "memory.oom_control", "oom_kill")
+    name, key = (
+        ("memory.events", "oom_kill")
+        if mode is CgroupMode.V2
+        else ("memory.oom_control", "oom_kill")
+    )
     try:
         text = (d / name).read_text()
     except OSError:
@@ -253,6 +281,39 @@ def read_oom_kills(mode: CgroupMode, path: str, root: Path = CGROUP_ROOT) -> int
         if k == key and v.strip().isdigit():
             return int(v)
     return 0
+
+
+def remove_container_cgroups(
+    mode: CgroupMode, path: str, root: Path = CGROUP_ROOT, timeout: float = 2.0
+) -> list[Path]:
+    """Remove what is left of a container's cgroups once the runtime deleted it.
+
+    runc 1.1 on cgroup v2 SIGKILLs the processes left in the cgroup (those of a container
+    sharing the host's pid namespace outlive its init) and removes the directory at once,
+    without waiting for them to die: the rmdir fails with EBUSY and the cgroup stays. Here
+    the rmdir is retried until they are gone. Returns the directories that could not be
+    removed (still busy after ``timeout`` seconds, or not a cgroup).
+    """
+    rel = path.lstrip("/")
+    if not rel:
+        return []
+    dirs = [root / rel] if mode is CgroupMode.V2 else [root / rel, *(
+        d / rel for d in sorted(root.iterdir()) if d.is_dir())]  # fmt: skip
+    deadline = time.monotonic() + timeout
+    busy = []
+    for d in dirs:
+        while True:
+            try:
+                d.rmdir()
+            except FileNotFoundError:
+                break
+            except OSError as err:
+                if err.errno == errno.EBUSY and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                    continue
+                busy.append(d)
+            break
+    return busy
 
 
 def remove_parent_if_empty(parent: str = CGROUP_PARENT, root: Path = CGROUP_ROOT) -> list[Path]:

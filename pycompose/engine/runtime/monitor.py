@@ -51,7 +51,11 @@ from pathlib import Path
 from typing import Any
 
 from pycompose.engine.errors import Conflict, NotFound
-from pycompose.engine.runtime.cgroups import CgroupMode, read_oom_kills
+from pycompose.engine.runtime.cgroups import (
+    CgroupMode,
+    read_oom_kills,
+    remove_container_cgroups,
+)
 from pycompose.engine.runtime.execproc import ExecProcess, exec_process, run_exec
 from pycompose.engine.runtime.logs import LogConfig, LogRecord, LogWriter, read_logs
 from pycompose.engine.runtime.oci import OciError, OciRuntime, last_message
@@ -626,3 +630,5 @@ class _Monitor:  # pragma: no cover - exercised by the integration tests
         devnull = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
         self._spawn_wait([*cfg.runtime_argv, "delete", "--force", cfg.container_id],
                          (devnull, devnull, devnull))  # fmt: skip
+        if cfg.cgroups_path:  # what runc left on cgroup v2 (see remove_container_cgroups)
+            remove_container_cgroups(cfg.cgroup_mode, cfg.cgroups_path)

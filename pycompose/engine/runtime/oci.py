@@ -345,14 +345,20 @@ def _probe_bundle(bundle: Path, container_id: str) -> None:
     (bundle / "config.json").write_text(json.dumps(build_spec(params)))
 
 
-def _remove_probe_cgroups(root: Path = Path("/sys/fs/cgroup")) -> None:
-    """Remove the (empty) parent cgroups the probe made; busy ones belong to a parallel probe."""
-    candidates = [root / PROBE_CGROUP_PARENT]
+def _remove_probe_cgroups(container_id: str, root: Path = Path("/sys/fs/cgroup")) -> None:
+    """Remove the probe container's cgroups and the (empty) parent cgroups the probe made.
+
+    A runtime that fails half-way (crun 1.8.1 on cgroup v2 without CAP_SYS_RESOURCE) leaves
+    the container's own cgroup behind, and ``delete --force`` of a container it never
+    recorded does not remove it. A busy parent belongs to a parallel probe.
+    """
+    bases = [root]
     if root.is_dir():
-        candidates += [c / PROBE_CGROUP_PARENT for c in root.iterdir() if c.is_dir()]
-    for path in candidates:
-        with contextlib.suppress(OSError):
-            path.rmdir()
+        bases += [c for c in root.iterdir() if c.is_dir()]
+    for base in bases:
+        for path in (base / PROBE_CGROUP_PARENT / container_id, base / PROBE_CGROUP_PARENT):
+            with contextlib.suppress(OSError):
+                path.rmdir()
 
 
 def try_runtime(binary: str, work_dir: Path) -> str | None:
@@ -372,7 +378,7 @@ def try_runtime(binary: str, work_dir: Path) -> str | None:
         finally:
             subprocess.run([*argv, "delete", "--force", container_id], capture_output=True,
                            timeout=_TIMEOUT, check=False)  # fmt: skip
-            _remove_probe_cgroups()
+            _remove_probe_cgroups(container_id)
         if run.returncode != 0:
             text = (run.stderr or run.stdout).decode("utf-8", "replace").strip()
             return last_message(text) or f"exited with status {run.returncode}"
