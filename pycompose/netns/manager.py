@@ -211,6 +211,19 @@ class NetworkManager:
             ]
         return sorted(pairs, key=lambda p: int(p[1].ifname[3:] or 0))
 
+    def rename_container(
+        self, container_id: str, name: str
+    ) -> list[tuple[NetworkRecord, Endpoint]]:
+        """Record a renamed container's new name on its endpoints (as network inspect's
+        ``Containers`` shows it); returns its endpoints."""
+        with self._lock:
+            for record in self._networks.values():
+                ep = record.endpoints.get(container_id)
+                if ep is not None and ep.container_name != name:
+                    ep.container_name = name
+                    self._store.save(record)
+        return self.endpoints(container_id)
+
     def attach(
         self,
         container_id: str,

@@ -414,3 +414,33 @@ def test_rename_and_container_mode_resolve_at_once(eng: EngineProcess) -> None:
     out = ok(eng, "run", "--rm", "--net", "container:after", "busybox", "sh", "-c",
              "cat /etc/resolv.conf; nslookup after")  # fmt: skip
     assert "nameserver 127.0.0.11" in out and f"Address: {addr}" in out
+
+
+def test_rename_reaches_network_inspect_and_the_peers_dns(
+    eng: EngineProcess, upstream: LoopbackUpstream
+) -> None:
+    ok(eng, "network", "create", "renet")
+    ok(eng, "run", "-d", "--name", "first", "--network", "renet", "busybox", "sleep", "100")
+    ok(eng, "run", "-d", "--name", "peer", "--network", "renet", "busybox", "sleep", "100")
+    addr = ip_of(eng, "first", "renet")
+    ok(eng, "rename", "first", "second")
+
+    shown = json.loads(ok(eng, "network", "inspect", "renet"))[0]["Containers"]
+    assert sorted(c["Name"] for c in shown.values()) == ["peer", "second"]
+    assert f"Address: {addr}" in ok(eng, "exec", "peer", "nslookup", "second")
+    gone = run_docker(eng, "exec", "peer", "nslookup", "first")
+    assert gone.returncode != 0 and addr.encode() not in gone.stdout
+    networks = json.loads(ok(eng, "inspect", "second"))[0]["NetworkSettings"]["Networks"]
+    dns_names = networks["renet"]["DNSNames"]
+    assert "second" in dns_names and "first" not in dns_names
+    # The network's record keeps the new name: a daemon killed and started again (which
+    # re-adopts the running containers) still shows and answers it.
+    eng.process.send_signal(signal.SIGKILL)
+    eng.process.wait(10)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYCOMPOSE_DNS_UPSTREAMS", f"127.0.0.1:{upstream.port}")
+        respawn_engine(eng)
+    assert ok(eng, "inspect", "-f", "{{.State.Status}}", "second").strip() == "running"
+    shown = json.loads(ok(eng, "network", "inspect", "renet"))[0]["Containers"]
+    assert sorted(c["Name"] for c in shown.values()) == ["peer", "second"]
+    assert f"Address: {addr}" in ok(eng, "exec", "peer", "nslookup", "second")

@@ -121,6 +121,22 @@ def test_attach_configures_veths_in_order(manager: NetworkManager, kernel: FakeK
     assert ep2.gateway  # the network has a gateway; only the route is left out
 
 
+def test_rename_container_renames_its_endpoints_and_persists(
+    config: EngineConfig, kernel: FakeKernel, manager: NetworkManager
+) -> None:
+    manager.create(NetworkSpec(name="one"))
+    manager.create(NetworkSpec(name="two"))
+    ns = manager.create_netns("c3")
+    manager.attach("c3", ns, "one", aliases=("db",), name="/old")
+    manager.attach("c3", ns, "two", name="/old")
+    manager.attach("c4", manager.create_netns("c4"), "one", name="/other")
+    pairs = manager.rename_container("c3", "/new")
+    assert [(r.name, ep.container_name) for r, ep in pairs] == [("one", "/new"), ("two", "/new")]
+    assert pairs[0][1].settings("one")["DNSNames"] == ["new", "db", "c3"]
+    shown = NetworkManager(config, kernel).get("one").to_docker()["Containers"]
+    assert {cid: c["Name"] for cid, c in shown.items()} == {"c3": "new", "c4": "other"}
+
+
 def test_endpoints_survive_a_restart(config: EngineConfig, kernel: FakeKernel,
                                      manager: NetworkManager) -> None:  # fmt: skip
     manager.create(NetworkSpec(name="keep", labels={"x": "1"}))

@@ -194,8 +194,16 @@ class ContainerNetworking:
         }
 
     def renamed(self, record: ContainerRecord) -> None:
-        """The container's DNS names follow a rename at once."""
-        self.dns.renamed(record, self.networks.endpoints(record.id))
+        """A rename reaches the networks at once, as with dockerd: their ``Containers``,
+        the embedded DNS (the new name answers, the old one no longer) and the container's
+        ``DNSNames``."""
+        pairs = self.networks.rename_container(record.id, "/" + record.name)
+        self.dns.renamed(record, pairs)
+        nets = record.network_settings.get("Networks") or {}
+        for rec, ep in pairs:
+            if rec.name in nets:
+                nets[rec.name]["DNSNames"] = ep.settings(rec.name)["DNSNames"]
+        self.mgr.store.save(record)
 
     def _state(self, record: ContainerRecord, netns_path: str) -> tuple[dict[str, Any], Any]:
         exposed = record.config.get("ExposedPorts") or None
