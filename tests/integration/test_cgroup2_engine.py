@@ -100,6 +100,11 @@ def test_the_whole_engine_sees_cgroup_v2(v2: Cgroup2Engine) -> None:
                      for line in v2.mountinfo().splitlines() if "cgroup" in line]  # fmt: skip
     assert cgroup_mounts == ["cgroup2 /sys/fs/cgroup"]
     assert ok(eng, "info", "--format", "{{.CgroupVersion}} {{.CgroupDriver}}") == "2 cgroupfs\n"
+    # What dockerd reports in the same namespace: no limit can be honoured here.
+    info = eng.client().get("/info")
+    assert [k for k in ("MemoryLimit", "SwapLimit", "CpuCfsQuota", "CPUShares", "CPUSet",
+                        "PidsLimit") if info[k]] == []  # fmt: skip
+    assert "WARNING: No memory limit support" in info["Warnings"]
     cid = ok(eng, "run", "-d", "--name", "v2box", "busybox", "sleep", "100").strip()
     pid = _inspect(eng, "v2box")["State"]["Pid"]
     assert _procs(_cgroup(v2, cid)) == {pid}

@@ -174,3 +174,20 @@ def test_remove_container_cgroups(tmp_path: Path) -> None:
     assert not (tmp_path / "memory" / "pycompose" / "c2").exists()
     assert not (tmp_path / "unified" / "pycompose" / "c2").exists()
     assert cgroups.remove_container_cgroups(CgroupMode.V2, "/", tmp_path) == []
+
+
+def test_info_fields() -> None:
+    full = replace(HOST, controllers=frozenset({"memory", "cpu", "cpuset", "pids"}))
+    assert cgroups.info_fields(replace(full, swap_accounting=True)) == {
+        "MemoryLimit": True, "SwapLimit": True, "CpuCfsPeriod": True, "CpuCfsQuota": True,
+        "CPUShares": True, "CPUSet": True, "PidsLimit": True, "Warnings": [],
+    }  # fmt: skip
+    # The unified hierarchy of a hybrid host: the warnings dockerd gives there.
+    bare = HostCgroups(CgroupMode.V2, frozenset({"hugetlb"}), False, 2)
+    info = cgroups.info_fields(bare)
+    assert not any(v for k, v in info.items() if k != "Warnings")
+    assert info["Warnings"] == [
+        "WARNING: No memory limit support", "WARNING: No swap limit support",
+        "WARNING: No cpu cfs quota support", "WARNING: No cpu cfs period support",
+        "WARNING: No cpu shares support", "WARNING: No cpuset support",
+    ]  # fmt: skip

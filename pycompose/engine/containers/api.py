@@ -42,7 +42,13 @@ from pycompose.engine.containers.runner import Runner
 from pycompose.engine.containers.storage_wiring import StorageWiring
 from pycompose.engine.containers.top import top
 from pycompose.engine.errors import Conflict, InvalidArgument
-from pycompose.engine.runtime.cgroups import ResourceLimits, cgroups_path, limits_of, resources
+from pycompose.engine.runtime.cgroups import (
+    ResourceLimits,
+    cgroups_path,
+    host_info,
+    limits_of,
+    resources,
+)
 from pycompose.storage.overlay import KernelMounter
 
 if TYPE_CHECKING:
@@ -63,6 +69,7 @@ async def setup(ctx: EngineContext) -> None:
     ctx.services["containers"] = mgr
     ctx.containers = mgr
     ctx.system.add_info_provider(mgr.info)
+    ctx.system.add_info_provider(host_info)
     ctx.cleanup.push_async_callback(mgr.close)
     await recover(mgr)
     ContainersApi(mgr).register(ctx)

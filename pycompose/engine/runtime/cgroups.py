@@ -128,6 +128,28 @@ def probe_host(root: Path = CGROUP_ROOT, mountinfo: str | None = None) -> HostCg
     )
 
 
+def info_fields(host: HostCgroups) -> dict[str, Any]:
+    """Docker's ``/info`` capability flags and their warnings, from what the host offers."""
+    ctrl = host.controllers
+    quota = "cpu" in ctrl and host.cfs_quota
+    flags = {"MemoryLimit": "memory" in ctrl, "SwapLimit": host.swap_accounting,
+             "CpuCfsPeriod": quota, "CpuCfsQuota": quota, "CPUShares": "cpu" in ctrl,
+             "CPUSet": "cpuset" in ctrl, "PidsLimit": "pids" in ctrl}  # fmt: skip
+    named = (("memory limit", "MemoryLimit"), ("swap limit", "SwapLimit"),
+             ("cpu cfs quota", "CpuCfsQuota"), ("cpu cfs period", "CpuCfsPeriod"),
+             ("cpu shares", "CPUShares"), ("cpuset", "CPUSet"))  # fmt: skip
+    warnings = [f"WARNING: No {what} support" for what, key in named if not flags[key]]
+    return {**flags, "Warnings": warnings}
+
+
+def host_info() -> dict[str, Any]:
+    """``/info`` fields of the running host's cgroups (none when no cgroup fs is mounted)."""
+    try:
+        return info_fields(probe_host())
+    except InvalidArgument:
+        return {}
+
+
 def _v2_swap(root: Path) -> bool:
     # memory.swap.max exists in every non-root cgroup when swap accounting is on.
     return any((p / "memory.swap.max").exists() for p in root.iterdir() if p.is_dir())
