@@ -24,7 +24,7 @@ import pytest
 from pycompose.engine.errors import InvalidArgument
 from tests.fixtures.cgroup2 import Cgroup2Engine, cgroup2_busybox_engine, hybrid_unified
 from tests.fixtures.docker_cli import leftovers, ok, run_docker
-from tests.fixtures.engine import EngineProcess
+from tests.fixtures.engine import EngineProcess, respawn_engine
 
 pytestmark = [
     pytest.mark.root,
@@ -63,6 +63,12 @@ def _leftovers(v2: Cgroup2Engine) -> list[str]:
     return found
 
 
+def _cgroup_mounts(v2: Cgroup2Engine) -> list[str]:
+    """Every cgroup mount the daemon sees, as "<fstype> <mount point>"."""
+    return [line.split(" - ")[1].split()[0] + " " + line.split()[4]
+            for line in v2.mountinfo().splitlines() if "cgroup" in line]  # fmt: skip
+
+
 def _cgroup(v2: Cgroup2Engine, cid: str) -> pathlib.Path:
     return v2.cgroup / "pycompose" / cid
 
@@ -96,9 +102,7 @@ def _wait_for(predicate: Any, timeout: float = 10) -> bool:
 
 def test_the_whole_engine_sees_cgroup_v2(v2: Cgroup2Engine) -> None:
     eng = v2.engine
-    cgroup_mounts = [line.split(" - ")[1].split()[0] + " " + line.split()[4]
-                     for line in v2.mountinfo().splitlines() if "cgroup" in line]  # fmt: skip
-    assert cgroup_mounts == ["cgroup2 /sys/fs/cgroup"]
+    assert _cgroup_mounts(v2) == ["cgroup2 /sys/fs/cgroup"]
     assert ok(eng, "info", "--format", "{{.CgroupVersion}} {{.CgroupDriver}}") == "2 cgroupfs\n"
     # What dockerd reports in the same namespace: no limit can be honoured here.
     info = eng.client().get("/info")
@@ -246,3 +250,25 @@ def test_no_cgroup_is_left_once_the_daemon_stops(busybox_layout: pathlib.Path) -
         assert _cgroup(other, cid).is_dir()
         root = other.cgroup
     assert not root.exists()
+
+
+def test_a_killed_daemon_readopts_its_containers_on_v2(busybox_layout: pathlib.Path) -> None:
+    """The respawned daemon gets a new namespace with the same cgroup view; the container,
+    kept by its monitor in the old one, is re-adopted and still paused, stopped, removed."""
+    with cgroup2_busybox_engine(busybox_layout) as v2:
+        eng = v2.engine
+        cid = ok(eng, "run", "-d", "--name", "survivor", "busybox", "sleep", "100").strip()
+        pid = _inspect(eng, "survivor")["State"]["Pid"]
+        eng.process.kill()
+        eng.process.wait()
+        assert not _gone(pid)
+        respawn_engine(eng)
+        assert _cgroup_mounts(v2) == ["cgroup2 /sys/fs/cgroup"]  # not the host's view
+        state = _inspect(eng, "survivor")["State"]
+        assert (state["Status"], state["Pid"]) == ("running", pid)
+        ok(eng, "pause", "survivor")
+        assert (_cgroup(v2, cid) / "cgroup.freeze").read_text() == "1\n"
+        ok(eng, "unpause", "survivor")
+        ok(eng, "stop", "-t", "1", "survivor")
+        assert _gone(pid) and _wait_for(lambda: not _cgroup(v2, cid).exists())
+        ok(eng, "rm", "survivor")
