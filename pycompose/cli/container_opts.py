@@ -14,6 +14,7 @@ from typing import Any
 from pycompose.cli.container_parse import (
     OptionError,
     duration_ns,
+    go_duration,
     key_values,
     nano_cpus,
     parse_add_host,
@@ -87,6 +88,7 @@ class RunOptions:
     health_interval: str | None = None
     health_timeout: str | None = None
     health_start_period: str | None = None
+    health_start_interval: str | None = None
     health_retries: int | None = None
     no_healthcheck: bool = False
     console_size: tuple[int, int] = (0, 0)
@@ -109,22 +111,33 @@ _BUILTIN_NETWORKS = ("default", "bridge", "host", "none")
 
 
 def healthcheck(opts: RunOptions) -> dict[str, Any] | None:
-    """``Config.Healthcheck`` from the ``--health-*`` flags (``None`` when none is given)."""
-    tuned = (opts.health_interval, opts.health_timeout, opts.health_start_period,
-             opts.health_retries)
+    """``Config.Healthcheck`` from the ``--health-*`` flags, as docker's CLI sends it: only
+    the fields given (non-zero), ``None`` when none is, ``{"Test": ["NONE"]}`` for
+    ``--no-healthcheck``."""
+    durations = {"Interval": ("--health-interval", opts.health_interval),
+                 "Timeout": ("--health-timeout", opts.health_timeout),
+                 "StartPeriod": ("--health-start-period", opts.health_start_period),
+                 "StartInterval": ("--health-start-interval", opts.health_start_interval)}
+    values: dict[str, Any] = {}
+    for key, (flag, text) in durations.items():
+        if text is not None and text.strip().startswith("-") and go_duration(text.strip()[1:]):
+            raise OptionError(f"{flag} cannot be negative")
+        values[key] = duration_ns(text, flag)
+    retries = opts.health_retries or 0
+    given = bool(opts.health_cmd) or retries != 0 or any(values.values())
     if opts.no_healthcheck:
-        if opts.health_cmd is not None or any(v is not None for v in tuned):
+        if given:
             raise OptionError("--no-healthcheck conflicts with --health-* options")
         return {"Test": ["NONE"]}
-    if opts.health_cmd is None and all(v is None for v in tuned):
+    if not given:
         return None
-    if opts.health_retries is not None and opts.health_retries < 0:
+    if retries < 0:
         raise OptionError("--health-retries cannot be negative")
-    return {"Test": ["CMD-SHELL", opts.health_cmd] if opts.health_cmd else None,
-            "Interval": duration_ns(opts.health_interval, "--health-interval"),
-            "Timeout": duration_ns(opts.health_timeout, "--health-timeout"),
-            "StartPeriod": duration_ns(opts.health_start_period, "--health-start-period"),
-            "Retries": opts.health_retries or 0}
+    out: dict[str, Any] = {"Test": ["CMD-SHELL", opts.health_cmd]} if opts.health_cmd else {}
+    out.update((key, ns) for key, ns in values.items() if ns)
+    if retries:
+        out["Retries"] = retries
+    return out
 
 
 def _volumes(values: Sequence[str]) -> tuple[list[str], dict[str, Any]]:

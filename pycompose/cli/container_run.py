@@ -263,6 +263,7 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
         fw.option("--health-interval", help="Time between running the check (e.g. 30s)."),
         fw.option("--health-timeout", help="Maximum time to allow one check to run."),
         fw.option("--health-start-period", help="Start period before counting retries."),
+        fw.option("--health-start-interval", help="Time between checks while starting."),
         fw.option("--health-retries", type=int, help="Failures needed to report unhealthy."),
         fw.option("--no-healthcheck", is_flag=True, help="Disable any HEALTHCHECK."),
     ]

@@ -80,7 +80,7 @@ def test_bad_create_requests_name_the_field(engine: EngineProcess) -> None:
     with pytest.raises(InvalidArgument, match=r"HostConfig\.CgroupParent"):
         create(client, "true", HostConfig={"CgroupParent": "/elsewhere"})
     with pytest.raises(InvalidArgument, match="Healthcheck"):
-        create(client, "true", Healthcheck={"Test": ["CMD", "true"]})
+        create(client, "true", Healthcheck={"Test": ["PING", "localhost"]})
     with pytest.raises(InvalidArgument, match="network mynet not found"):
         create(client, "true", HostConfig={"NetworkMode": "mynet"})
     with pytest.raises(InvalidArgument, match="Invalid container name"):

@@ -475,7 +475,7 @@ def test_more_run_flags(tmp_path: Path) -> None:
     assert host["VolumesFrom"] == ["other:ro"]
     assert host["LogConfig"] == {"Type": "none", "Config": {"max-size": "1m"}}
     assert body["Healthcheck"] == {"Test": ["CMD-SHELL", "true"], "Interval": 90_000_000_000,
-                                   "Timeout": 500_000_000, "StartPeriod": 0, "Retries": 3}
+                                   "Timeout": 500_000_000, "Retries": 3}  # as docker's CLI
     body = create_request(RunOptions(image="b", no_healthcheck=True, environ={})).body
     assert body["Healthcheck"] == {"Test": ["NONE"]}
     for bad in (RunOptions(image="b", no_healthcheck=True, health_cmd="x", environ={}),

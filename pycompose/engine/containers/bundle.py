@@ -1,7 +1,8 @@
 """From a create request and its image to what runc needs: merged config and spec parameters.
 
 ``merge_image_config`` applies Docker's rules for combining the request's ``Config`` with the
-image's (Cmd/Entrypoint, Env, WorkingDir, User, ExposedPorts, Labels, StopSignal).
+image's (Cmd/Entrypoint, Env, WorkingDir, User, ExposedPorts, Labels, StopSignal,
+Healthcheck).
 ``spec_params`` turns a container record into :class:`ContainerSpecParams` for
 :func:`~pycompose.engine.runtime.spec.build_spec`. Pure functions: no kernel access here.
 
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pycompose.engine.containers import health
 from pycompose.engine.errors import InvalidArgument
 from pycompose.engine.runtime.cgroups import HostCgroups, limits_of
 from pycompose.engine.runtime.etcfiles import EtcParams
@@ -57,10 +59,9 @@ def merge_image_config(config: dict[str, Any], image: Mapping[str, Any]) -> list
     labels = dict(img.get("Labels") or {})
     labels.update(config.get("Labels") or {})
     config["Labels"] = labels
-    test = (img.get("Healthcheck") or {}).get("Test") or []
-    if test and test != ["NONE"]:
-        warnings.append("the image defines a health check; health checks are not run yet, "
-                        "so the container reports no health status")
+    check = health.merge(config.get("Healthcheck"), img.get("Healthcheck"))
+    if check is not None:
+        config["Healthcheck"] = check
     return warnings
 
 

@@ -104,6 +104,7 @@ async def _adopt(mgr: ContainerManager, record: ContainerRecord, found: monitor.
     live.attach, live.start_ns = found.attach, found.started_at
     live.started.set()
     live.watcher = asyncio.ensure_future(mgr.runner._watch(record))
+    mgr.runner.health.resume(record)  # probing again, with the health as it was recorded
     if mgr.runner.network is not None:
         await mgr.runner.network.readopt(record)
     log.info("re-adopted running container %s (pid %d)", record.short_id, found.pid)

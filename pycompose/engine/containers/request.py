@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from pycompose.engine.containers import health
 from pycompose.engine.errors import InvalidArgument
 
 Predicate = Callable[[Any], bool]
@@ -57,7 +58,7 @@ CONFIG_FIELDS: dict[str, object] = {
     "ArgsEscaped": _one_of(None, False),
     "OnBuild": _empty,
     "Volumes": SUPPORTED,
-    "Healthcheck": lambda v: _empty(v) or (v.get("Test") in (None, [], ["NONE"])),
+    "Healthcheck": SUPPORTED,  # checked by health.validate
     "MacAddress": SUPPORTED,
     "HostConfig": SUPPORTED,
     "NetworkingConfig": SUPPORTED,
@@ -227,6 +228,8 @@ def validate_create(body: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str
         if not entry.partition("=")[0]:
             raise InvalidArgument(f"invalid environment variable: {entry}")
 
+    if body.get("Healthcheck") is not None:
+        body = {**body, "Healthcheck": health.validate(body["Healthcheck"])}
     # Secrets and Configs carry file content: they go to storage, never into the record.
     config = {k: v for k, v in body.items()
               if k not in ("HostConfig", "NetworkingConfig", "Secrets", "Configs")}  # fmt: skip

@@ -31,6 +31,7 @@ from pycompose.engine.containers.bundle import (
     spec_params,
     stop_timeout,
 )
+from pycompose.engine.containers.probes import HealthChecks
 from pycompose.engine.containers.record import ContainerRecord
 from pycompose.engine.errors import Conflict, EngineError, NotFound
 from pycompose.engine.runtime import monitor
@@ -66,6 +67,8 @@ class Runner:
         self.runtime_name = ""
         self.network: ContainerNetworking | None = None
         """Set by the networking wiring: namespaces, ports and DNS around each run."""
+        self.health = HealthChecks(manager)
+        """Health check probers (started, stopped and paused with the containers)."""
 
     # -- runtime --------------------------------------------------------------------------
 
@@ -126,8 +129,9 @@ class Runner:
         state.pid, state.exit_code, state.error, state.oom_killed = running.pid, 0, "", False
         state.started_at = format_timestamp(running.started_at)
         record.manually_stopped = False
-        self.mgr.store.save(record)
         live.attach, live.start_ns = running.attach, running.started_at
+        self.health.started(record)
+        self.mgr.store.save(record)
         live.started.set()
         self.mgr.publish(record, "start")
         live.watcher = asyncio.ensure_future(self._watch(record))
@@ -205,6 +209,7 @@ class Runner:
         ``monitor_gone`` (the monitor's own clean-up) is awaited alongside the release."""
         live = self.mgr.live_of(record)
         live.started.clear()
+        await self.health.stopped(record)
         steps: list[Awaitable[None]] = [self._release_rootfs(record)]
         if self.network is not None:
             steps.append(self.network.after_exit(record))
@@ -365,6 +370,7 @@ class Runner:
         else:
             await runtime.resume(record.id)
         record.state.transition("paused" if pause else "running", record.name)
+        self.health.paused(record, pause)
         self.mgr.store.save(record)
         self.mgr.publish(record, "pause" if pause else "unpause")
 
@@ -383,7 +389,8 @@ class Runner:
             await runtime.delete(record.id, force=True)
 
     async def close(self) -> None:
-        """Remove the runtime's state directory if nothing is left in it."""
+        """End the health probers; remove the runtime's state directory if it is empty."""
+        await self.health.close()
         if self._runtime is not None and not self._runtime.done():
             self._runtime.cancel()
             with contextlib.suppress(BaseException):

@@ -13,6 +13,7 @@ import shlex
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from pycompose.engine.containers import health
 from pycompose.engine.containers.record import ZERO_TIME, ContainerRecord
 from pycompose.engine.errors import InvalidArgument
 from pycompose.humanize import human_duration
@@ -30,12 +31,15 @@ def _parse_time(stamp: str) -> _dt.datetime:
 
 
 def status_text(record: ContainerRecord, now: _dt.datetime | None = None) -> str:
-    """The ``Status`` column of ``docker ps``: "Up 5 seconds", "Exited (0) 2 minutes ago"."""
+    """The ``Status`` column of ``docker ps``: "Up 5 seconds (healthy)", "Exited (0) 2
+    minutes ago"."""
     now = now or _dt.datetime.now(_dt.UTC)
     state = record.state
     if state.status in ("running", "paused"):
         text = f"Up {human_duration((now - _parse_time(state.started_at)).total_seconds())}"
-        return text + (" (Paused)" if state.status == "paused" else "")
+        if state.status == "paused":
+            return text + " (Paused)"
+        return text + health.ps_suffix(state.health)
     if state.status == "restarting":
         ago = human_duration((now - _parse_time(state.finished_at)).total_seconds())
         return f"Restarting ({state.exit_code}) {ago} ago"
@@ -157,7 +161,8 @@ def _published(record: ContainerRecord, value: str) -> bool:
 def _health(record: ContainerRecord, value: str) -> bool:
     if value not in ("starting", "healthy", "unhealthy", "none"):
         raise InvalidArgument(f"Unrecognised filter value for health: {value}")
-    return value == "none"  # health checks are not run yet: every container has none
+    # As in dockerd, a stopped container keeps its last health (unhealthy once stopped).
+    return health.status_of(record.state.health) == value
 
 
 def _volume(record: ContainerRecord, value: str) -> bool:

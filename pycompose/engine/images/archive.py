@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+from pycompose.engine.containers import health
 from pycompose.engine.errors import InvalidArgument, NotFound
 from pycompose.engine.images import manifest as mf
 from pycompose.engine.images.content import ContentStore, digest_hex
@@ -508,13 +509,15 @@ def apply_changes(config: dict[str, Any], changes: Sequence[str]) -> dict[str, A
         elif op == "EXPOSE":
             ports: dict[str, Any] = {p if "/" in p else f"{p}/tcp": {} for p in value.split()}
             out["ExposedPorts"] = {**out.get("ExposedPorts", {}), **ports}
+        elif op == "HEALTHCHECK":
+            out["Healthcheck"] = health.parse_instruction(value)
         elif op == "VOLUME":
             vols = _json_or_shell(value) if value.startswith("[") else value.split()
             out["Volumes"] = {**out.get("Volumes", {}), **{v: {} for v in vols}}
         else:
             raise InvalidArgument(f"{word} is not a valid change command (supported: CMD, "
-                                  "ENTRYPOINT, ENV, EXPOSE, LABEL, SHELL, STOPSIGNAL, USER, "
-                                  "VOLUME, WORKDIR)")
+                                  "ENTRYPOINT, ENV, EXPOSE, HEALTHCHECK, LABEL, SHELL, "
+                                  "STOPSIGNAL, USER, VOLUME, WORKDIR)")
     return out
 
 

@@ -32,11 +32,13 @@ class ExecProcess:
     """A running exec: read its output, feed its stdin, resize its TTY, wait for its code."""
 
     def __init__(
-        self, popen: subprocess.Popen[bytes], outputs: dict[int, str], stdin_fd: int, tty: bool
-    ) -> None:
+        self, popen: subprocess.Popen[bytes], outputs: dict[int, str], stdin_fd: int, tty: bool,
+        pid_file: Path | None = None,
+    ) -> None:  # fmt: skip
         import anyio
 
         self._popen = popen
+        self._pid_file = pid_file
         self._outputs = outputs
         self._stdin_fd = stdin_fd
         self.tty = tty
@@ -116,10 +118,36 @@ class ExecProcess:
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGWINCH)
 
+    def container_pid(self) -> int | None:
+        """The exec'd process's host pid, once runc has started it (``None`` before, or if
+        runc failed to start it)."""
+        if self._pid_file is None:
+            return None
+        try:
+            return int(self._pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
     async def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Signal the runtime process, which forwards the signal to the exec'd process."""
+        """Signal the exec'd process (runc forwards other signals, but not SIGKILL: that one
+        goes to the process itself when its pid is known)."""
+        pid = self.container_pid() if sig == signal.SIGKILL else None
         with contextlib.suppress(ProcessLookupError):
-            self._popen.send_signal(sig)
+            if pid is not None and self._popen.returncode is None:
+                os.kill(pid, sig)
+            else:
+                self._popen.send_signal(sig)
+
+    async def terminate(self) -> int:
+        """SIGKILL the exec'd process, give runc a moment to reap it, then kill runc too;
+        the exit code."""
+        import anyio
+
+        await self.kill(signal.SIGKILL)
+        with anyio.move_on_after(2):
+            return await self.wait()
+        self._popen.kill()
+        return await self.wait()
 
     async def wait(self) -> int:
         """The exit code (128+N when the process was killed by signal N)."""
@@ -161,7 +189,9 @@ async def exec_process(
 
     tty = bool(process.get("terminal"))
     proc_file = _write_process(work_dir, process)
-    argv = [*runtime_argv, "exec", "--process", str(proc_file), container_id]
+    pid_file = proc_file.with_suffix(".pid")
+    argv = [*runtime_argv, "exec", "--process", str(proc_file), "--pid-file", str(pid_file),
+            container_id]  # fmt: skip
     closers: list[int] = []
     popen: subprocess.Popen[bytes] | None = None
     try:
@@ -187,7 +217,7 @@ async def exec_process(
             os.set_blocking(fd, False)
         if stdin_fd >= 0:
             os.set_blocking(stdin_fd, False)
-        proc = ExecProcess(popen, outputs, stdin_fd, tty)
+        proc = ExecProcess(popen, outputs, stdin_fd, tty, pid_file)
         async with anyio.create_task_group() as tg:
             for fd, stream in outputs.items():
                 tg.start_soon(proc._pump, fd, stream)
@@ -195,9 +225,8 @@ async def exec_process(
                 yield proc
             finally:
                 if popen.poll() is None:
-                    popen.kill()
                     with anyio.CancelScope(shield=True):
-                        await proc.wait()
+                        await proc.terminate()
                 tg.cancel_scope.cancel()
                 proc._close_streams()
     finally:
@@ -209,6 +238,7 @@ async def exec_process(
         for fd in closers:
             os.close(fd)
         proc_file.unlink(missing_ok=True)
+        pid_file.unlink(missing_ok=True)
 
 
 async def run_exec(
