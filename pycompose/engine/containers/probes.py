@@ -44,6 +44,8 @@ class HealthChecks:
     def __init__(self, mgr: ContainerManager) -> None:
         self.mgr = mgr
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._ending: set[asyncio.Task[None]] = set()
+        """Cancelled probers still killing their probe (awaited at daemon shutdown)."""
 
     def started(self, record: ContainerRecord) -> None:
         """The container just started: health ``starting`` and probing from now on."""
@@ -87,15 +89,11 @@ class HealthChecks:
 
     async def close(self) -> None:
         """Daemon shutdown: end every prober."""
-        tasks = list(self._tasks.values())
+        tasks = [*self._tasks.values(), *self._ending]
         self._tasks.clear()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-    def running(self) -> list[str]:
-        """Ids of containers being probed (for tests and debugging)."""
-        return [cid for cid, task in self._tasks.items() if not task.done()]
 
     # -- the prober -------------------------------------------------------------------------
 
@@ -103,6 +101,8 @@ class HealthChecks:
         task = self._tasks.pop(cid, None)
         if task is not None:
             task.cancel()
+            self._ending.add(task)
+            task.add_done_callback(self._ending.discard)
 
     def _spawn(self, record: ContainerRecord, found: health.Settings) -> None:
         task = asyncio.ensure_future(self._loop(record, found))
@@ -123,8 +123,9 @@ class HealthChecks:
             assert state is not None
             delay = health.next_delay(found, time.time() - started, str(state.get("Status")))
             await asyncio.sleep(delay)
-            result = await self._probe(record, found)
+            # As dockerd: whether a failure counts depends on when its probe began.
             in_start = time.time() - started < found.start_period
+            result = await self._probe(record, found)
             state = record.state.health
             if state is None or record.state.status != "running":
                 continue
@@ -139,7 +140,9 @@ class HealthChecks:
         command = " ".join(found.argv)
         try:
             code, output = await self._exec(record, found, exec_id, command)
-        except (OSError, EngineError) as err:
+        except Exception as err:  # as dockerd: a probe that cannot run is a failed probe
+            if not isinstance(err, OSError | EngineError):
+                log.exception("health check of %s failed to run", record.short_id)
             code, output = -1, str(err)
         return {"Start": format_timestamp(start), "End": format_timestamp(time.time_ns()),
                 "ExitCode": code, "Output": output}  # fmt: skip
