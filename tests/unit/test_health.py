@@ -194,13 +194,18 @@ def test_healthcheck_instruction_for_commit_and_import() -> None:
     config = apply_changes({}, ['HEALTHCHECK CMD ["/check", "--fast"]'])
     assert config["Healthcheck"] == {"Test": ["CMD", "/check", "--fast"]}
     assert apply_changes({}, ["HEALTHCHECK NONE"])["Healthcheck"] == {"Test": ["NONE"]}
-    for bad, message in (("HEALTHCHECK NONE x", "takes no arguments"),
-                         ("HEALTHCHECK PING x", "unknown type 'PING'"),
-                         ("HEALTHCHECK CMD", "needs a command"),
-                         ("HEALTHCHECK --every=5s CMD x", "unknown flag"),
-                         ("HEALTHCHECK --interval=1ns CMD x", "cannot be less than 1ms"),
-                         ("HEALTHCHECK --interval=soon CMD x", "invalid duration"),
-                         ("HEALTHCHECK --retries=-1 CMD x", "cannot be negative")):  # fmt: skip
+    cases = [
+        ("HEALTHCHECK NONE x", "takes no arguments"),
+        ("HEALTHCHECK ping x", r'Unknown type "PING" in HEALTHCHECK \(try CMD\)'),
+        ("HEALTHCHECK CMD", "needs a command"),
+        ("HEALTHCHECK", "requires an argument"),
+        ("HEALTHCHECK --every=5s CMD x", "unknown flag"),
+        ("HEALTHCHECK --interval=1ns CMD x", 'Interval "interval" cannot be less than 1ms'),
+        ("HEALTHCHECK --timeout=-1s CMD x", 'Interval "timeout" cannot be less than 1ms'),
+        ("HEALTHCHECK --interval=soon CMD x", "invalid duration"),
+        ("HEALTHCHECK --retries=-1 CMD x", "--retries cannot be negative"),
+    ]
+    for bad, message in cases:
         with pytest.raises(InvalidArgument, match=message):
             apply_changes({}, [bad])
 

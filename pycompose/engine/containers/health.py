@@ -247,12 +247,11 @@ def parse_instruction(value: str) -> dict[str, Any]:
             out[key] = int(raw) if key == "Retries" else parse_go_duration(raw)
         except ValueError as err:
             raise InvalidArgument(f"HEALTHCHECK {name}: {err}") from None
-        if (key != "Retries" and 0 < out[key] < MIN_DURATION) or out[key] < 0:
-            raise InvalidArgument(
-                f"HEALTHCHECK {name} cannot be less than 1ms"
-                if key != "Retries"
-                else "--retries cannot be negative"
-            )
+        if key == "Retries" and out[key] < 0:
+            raise InvalidArgument("--retries cannot be negative")
+        if key != "Retries" and out[key] != 0 and out[key] < MIN_DURATION:
+            # dockerd's builder words it so for every duration flag
+            raise InvalidArgument(f'Interval "{name[2:]}" cannot be less than 1ms')
         words = words[1].split(None, 1) if len(words) > 1 else []
     kind = words[0].upper() if words else ""
     rest = words[1].strip() if len(words) > 1 else ""
@@ -260,12 +259,12 @@ def parse_instruction(value: str) -> dict[str, Any]:
         if rest or out:
             raise InvalidArgument("HEALTHCHECK NONE takes no arguments")
         return {"Test": ["NONE"]}
-    if kind != "CMD" or not rest:
-        raise InvalidArgument(
-            f"HEALTHCHECK: unknown type {kind or value!r} (try CMD)"
-            if kind != "CMD"
-            else "HEALTHCHECK CMD needs a command"
-        )
+    if not kind:
+        raise InvalidArgument("HEALTHCHECK requires an argument")
+    if kind != "CMD":
+        raise InvalidArgument(f"Unknown type {json.dumps(kind)} in HEALTHCHECK (try CMD)")
+    if not rest:
+        raise InvalidArgument("HEALTHCHECK CMD needs a command")
     if rest.startswith("["):
         try:
             argv = json.loads(rest)
