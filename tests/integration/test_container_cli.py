@@ -1,14 +1,12 @@
 """``pycompose container ...`` and the top-level aliases run as a user would, against a real
-isolated dockerd and (once its containers component exists) against our own engine.
+isolated dockerd and against our own engine.
 
-Every test runs on both targets. The ``engine`` variant is skipped, with the reason, only
-while ``pycompose.engine.containers.api`` does not exist: it turns on by itself when it lands.
+Every test runs on both targets.
 """
 
 from __future__ import annotations
 
 import fcntl
-import importlib.util
 import io
 import json
 import os
@@ -32,15 +30,6 @@ import pytest
 from tests.fixtures.dockerd import load_busybox, start_dockerd, stop_dockerd
 
 REPO = Path(__file__).resolve().parents[2]
-ENGINE_CONTAINERS = "pycompose.engine.containers.api"
-
-
-def engine_has_containers() -> bool:
-    """True once the engine's containers API module exists."""
-    try:
-        return importlib.util.find_spec(ENGINE_CONTAINERS) is not None
-    except ModuleNotFoundError:
-        return False
 
 
 @dataclass
@@ -74,22 +63,6 @@ class Target:
         return name
 
 
-def _load_into_engine(engine: object) -> None:
-    from tests.fixtures.images import busybox_oci_layout, layout_tarball
-
-    tmp = Path(tempfile.mkdtemp(prefix="pcbb-"))
-    try:
-        layout = busybox_oci_layout(tmp / "layout")
-        buf = io.BytesIO()
-        layout_tarball(layout, buf)
-        client = engine.client()  # type: ignore[attr-defined]
-        with client.request("POST", "/images/load", data=buf.getvalue(), timeout=120) as resp:
-            resp.read()
-        client.post("/images/busybox:latest/tag", query={"repo": "busybox", "tag": "1.28"})
-    finally:
-        shutil.rmtree(tmp)
-
-
 @pytest.fixture(scope="module", params=["dockerd", "engine"])
 def daemon(request: pytest.FixtureRequest) -> Iterator[Target]:
     """The daemon under test, busybox loaded as ``busybox`` and ``busybox:1.28``."""
@@ -103,14 +76,11 @@ def daemon(request: pytest.FixtureRequest) -> Iterator[Target]:
             finally:
                 stop_dockerd(dockerd)
             return
-        if not engine_has_containers():
-            pytest.skip(f"{ENGINE_CONTAINERS} does not exist yet (the engine's containers "
-                        f"component): these tests turn on when it lands")
-        from tests.fixtures.engine import start_engine, stop_engine
+        from tests.fixtures.engine import load_busybox_tagged, start_engine, stop_engine
 
         engine = start_engine(components=())
         try:
-            _load_into_engine(engine)
+            load_busybox_tagged(engine, "busybox:1.28")
             yield Target("engine", engine.host, tmp)
         finally:
             stop_engine(engine)

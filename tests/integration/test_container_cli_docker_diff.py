@@ -1,7 +1,7 @@
 """Our CLI and the real docker CLI side by side on the same daemon (an isolated dockerd, and
-our own engine once its containers API exists): for commands whose output does not depend on
-the moment, both must print the same bytes and exit alike. On our engine this isolates the
-CLI: whatever the engine answers, both clients must render it the same way."""
+our own engine): for commands whose output does not depend on the moment, both must print
+the same bytes and exit alike. On our engine this isolates the CLI: whatever the engine
+answers, both clients must render it the same way."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from typing import Protocol
 import pytest
 
 from tests.fixtures.dockerd import DOCKER, load_busybox, start_dockerd, stop_dockerd
-from tests.integration.test_container_cli import ENGINE_CONTAINERS, engine_has_containers
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -67,14 +66,11 @@ def dockerd(request: pytest.FixtureRequest) -> Iterator[Daemon]:
         finally:
             stop_dockerd(daemon)
         return
-    if not engine_has_containers():
-        pytest.skip(f"{ENGINE_CONTAINERS} does not exist yet: these tests turn on when it lands")
-    from tests.fixtures.engine import start_engine, stop_engine
-    from tests.integration.test_container_cli import _load_into_engine
+    from tests.fixtures.engine import load_busybox_tagged, start_engine, stop_engine
 
     engine = start_engine(components=())
     try:
-        _load_into_engine(engine)
+        load_busybox_tagged(engine, "busybox:1.28")
         wrapped = Engine(engine.host, engine.tmp / "docker-config")
         _populate(wrapped)
         yield wrapped
