@@ -134,6 +134,9 @@ def test_output_and_durations_as_docker_prints_them() -> None:
     assert health.limit_output(b"x" * 4096) == "x" * 4096
     assert health.limit_output(b"x" * 5000) == "x" * 4096 + "..."
     assert health.limit_output(b"caf\xc3\xa9\n") == "café\n"
+    s = health.Settings(("true",), 30.0, 30.0, 0.0, 5.0, 3, "30s")
+    assert health.timeout_output(s, b"") == "Health check exceeded timeout (30s)"
+    assert health.timeout_output(s, b"half\n") == "Health check exceeded timeout (30s): half\n"
     cases = {
         0: "0s",
         30 * S: "30s",

@@ -180,6 +180,13 @@ def limit_output(data: bytes) -> str:
     return text + "..." if len(data) > MAX_OUTPUT else text
 
 
+def timeout_output(s: Settings, partial: bytes) -> str:
+    """The Output of a probe killed at its timeout, with what it printed until then."""
+    message = f"Health check exceeded timeout ({s.timeout_text})"
+    text = limit_output(partial)
+    return f"{message}: {text}" if text else message
+
+
 def go_duration_text(ns: int) -> str:
     """A duration in nanoseconds as Go's ``time.Duration.String`` prints it (``1m30s``)."""
     if ns == 0:

@@ -169,9 +169,7 @@ class HealthChecks:
                         code = await proc.wait()
                 except TimeoutError:
                     code = await proc.terminate()
-                    text = health.limit_output(bytes(out))
-                    message = f"Health check exceeded timeout ({found.timeout_text})"
-                    return -1, f"{message}: {text}" if text else message
+                    return -1, health.timeout_output(found, bytes(out))
                 if code != 0 and proc.container_pid() is None:
                     return -1, _exec_failure(bytes(out))
         finally:
