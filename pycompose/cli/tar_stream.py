@@ -12,7 +12,8 @@ import contextlib
 import queue
 import tarfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
+from typing import IO, cast
 
 _CHUNK = 256 * 1024
 _DEPTH = 8
@@ -46,7 +47,7 @@ def _put(chunks: queue.Queue[object], stop: threading.Event, item: object) -> No
             continue
 
 
-def tar_chunks(build: Callable[[tarfile.TarFile], None]) -> Iterator[bytes]:
+def tar_chunks(build: Callable[[tarfile.TarFile], None]) -> Generator[bytes, None, None]:
     """The bytes of the tar archive ``build(tar)`` writes, as they are written.
 
     An exception in ``build`` (an unreadable file, say) is raised here, after the chunks
@@ -58,7 +59,7 @@ def tar_chunks(build: Callable[[tarfile.TarFile], None]) -> Iterator[bytes]:
     def produce() -> None:
         try:
             sink = _QueueWriter(chunks, stop)
-            with tarfile.open(fileobj=sink, mode="w|", bufsize=_CHUNK) as tar:  # type: ignore[call-overload]
+            with tarfile.open(fileobj=cast("IO[bytes]", sink), mode="w|", bufsize=_CHUNK) as tar:
                 build(tar)
             _put(chunks, stop, _END)
         except _Stopped:
