@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 import pytest
 
@@ -39,39 +39,37 @@ from pycompose.cli.container_parse import (
 )
 from pycompose.cli.container_run import start_exit_code
 
-REF = Path("/work/shared/ref")
 REPO = Path(__file__).resolve().parents[2]
-needs_ref = pytest.mark.skipif(not REF.is_dir(), reason="reference captures not present")
+# Captured from the real docker CLI and dockerd by tests/fixtures/capture_docker_ref.py.
+REF = REPO / "tests" / "fixtures" / "ref"
 
 
-def _captured_create_bodies() -> list[dict[str, Any]]:
-    text = (REF / "docker-cli-flows.log").read_bytes().decode(errors="replace")
-    bodies = []
-    for block in text.split(">>> POST /v1.41/containers/create")[1:]:
-        line = next(ln for ln in block.splitlines() if ln.startswith("{"))
-        bodies.append(json.loads(line))
-    return bodies
+def _captured_create(name: str) -> tuple[dict[str, str], dict[str, Any]]:
+    """The query and body of a captured ``POST /containers/create``."""
+    request = json.loads((REF / name).read_text())
+    assert request["method"] == "POST" and "/containers/create" in request["path"]
+    return dict(parse_qsl(urlsplit(request["path"]).query)), request["body"]
 
 
 # -- the create body ---------------------------------------------------------------------------
 
 
-@needs_ref
 def test_detached_create_matches_docker_capture() -> None:
     """``docker run -d --network none busybox sleep 1000``."""
-    expected = json.loads((REF / "create_body.json").read_text())
+    query, body = _captured_create("create_detached.json")
     opts = RunOptions(image="busybox", command=("sleep", "1000"), detach=True, network="none",
                       environ={})
-    assert create_request(opts).body == expected
+    request = create_request(opts)
+    assert (request.query, request.body) == (query, body)
 
 
-@needs_ref
 def test_foreground_rm_create_matches_docker_capture() -> None:
     """``docker run --rm --network none busybox echo hi``: attached stdout/stderr, AutoRemove."""
-    expected = _captured_create_bodies()[0]
+    query, body = _captured_create("create_rm.json")
     opts = RunOptions(image="busybox", command=("echo", "hi"), rm=True, network="none",
                       environ={})
-    assert create_request(opts).body == expected
+    request = create_request(opts)
+    assert (request.query, request.body) == (query, body)
 
 
 def test_interactive_tty_flags() -> None:
@@ -399,18 +397,18 @@ def test_daemon_errors_are_one_line_with_docker_exit_codes(fake: FakeEngine) -> 
     assert fake.calls[-1][2] == {"force": ["1"]}
 
 
-@needs_ref
 def test_ps_renders_the_list_api(fake: FakeEngine) -> None:
     listing = json.loads((REF / "list.json").read_text())
     fake.answers[("GET", "/containers/json")] = lambda body: (200, listing)
     result = pc(fake, "ps", "-a", "-n", "3", "--filter", "name=xx", "--format",
                 "{{.ID}} {{.Names}} {{.Command}} {{.Networks}}")
-    assert result.stdout == b'89242cdd5c95 xx "sleep 1000" none\n', result.stderr
+    assert result.stdout == b'aa9e0498bb64 xx "sleep 1000" none\n', result.stderr
     assert fake.calls[-1][2] == {"all": ["1"], "limit": ["3"], "filters": ['{"name": ["xx"]}']}
     lines = pc(fake, "ps").stdout.decode().splitlines()
     assert lines[0].startswith("CONTAINER ID   IMAGE     COMMAND        CREATED   ")
+    # STATUS is as wide as the captured "Up Less than a second".
     assert lines[0].endswith("   STATUS" + " " * 18 + "PORTS     NAMES")
-    assert lines[1].startswith('89242cdd5c95   busybox   "sleep 1000"   ')
+    assert lines[1].startswith('aa9e0498bb64   busybox   "sleep 1000"   ')
     assert lines[1].endswith("xx")
 
 
