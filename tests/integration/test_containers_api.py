@@ -18,7 +18,7 @@ from pycompose.engine.api.streams import FrameDecoder
 from pycompose.engine.client import EngineClient
 from pycompose.engine.errors import Conflict, InvalidArgument, NotFound
 from pycompose.engine.runtime.logs import parse_timestamp
-from tests.fixtures.docker_cli import leftovers
+from tests.fixtures.docker_cli import leftovers, settled_leftovers
 from tests.fixtures.engine import (
     EngineProcess,
     load_busybox,
@@ -39,7 +39,7 @@ def engine(busybox_layout: pathlib.Path) -> Iterator[EngineProcess]:
         client = eng.client()
         for c in client.get("/containers/json", query={"all": 1}):
             client.delete(f"/containers/{c['Id']}", query={"force": 1})
-        assert leftovers(eng) == []
+        assert settled_leftovers(eng) == []
     finally:
         stop_engine(eng)
 

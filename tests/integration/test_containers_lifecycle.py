@@ -24,6 +24,7 @@ from tests.fixtures.docker_cli import (
     leftovers,
     ok,
     run_docker,
+    settled_leftovers,
 )
 from tests.fixtures.engine import (
     EngineProcess,
@@ -135,6 +136,18 @@ def test_shared_network_namespace(eng: EngineProcess) -> None:
     assert ok(eng, "ps", "-aq") == ok(eng, "ps", "-q")  # the --rm container went with it
 
 
+def test_only_auto_removed_containers_get_a_volatile_root(eng: EngineProcess) -> None:
+    """--rm: the writable layer is deleted at exit, so overlayfs need not sync it."""
+    root_options = "awk '$5 == \"/\" {print $NF}' /proc/self/mountinfo"
+    volatile = {"volatile", "fsync=volatile"}  # newer kernels show it as the latter
+    rm = ok(eng, "run", "--rm", "busybox", "sh", "-c", root_options).strip().split(",")
+    assert volatile & set(rm) and any(o.startswith("upperdir=") for o in rm)
+    kept = ok(eng, "run", "--name", "kept", "busybox", "sh", "-c", root_options)
+    assert not volatile & set(kept.strip().split(",")) and "upperdir=" in kept
+    again = ok(eng, "start", "-a", "kept")  # mounted again, still not volatile
+    assert not volatile & set(again.strip().split(",")) and "upperdir=" in again
+
+
 def test_oom_kill_is_recorded(eng: EngineProcess) -> None:
     since = time.time()
     ok(eng, "run", "-d", "--name", "hog", "--memory", "16m", "--memory-swap", "16m", "busybox",
@@ -171,7 +184,7 @@ def test_daemon_shutdown_stops_containers_and_always_comes_back(
         assert "keep running" in names and "once running" not in names
         assert "Exited (137)" in ok(engine, "ps", "-a", "--filter", "name=once")
         ok(engine, "rm", "-f", "keep", "once")
-        assert leftovers(engine) == []
+        assert settled_leftovers(engine) == []
     finally:
         stop_engine(engine)
 

@@ -124,6 +124,9 @@ def test_overlay_options_and_fake_mounter(tmp_path: pathlib.Path) -> None:
         overlay_options(["/a:b"], None, None)
     with pytest.raises(MountError, match="together"):
         overlay_options(["/a"], "/u", None)
+    assert overlay_options(["/a"], "/u", "/w", volatile=True).endswith(",workdir=/w,volatile")
+    with pytest.raises(MountError, match="needs an upperdir"):
+        overlay_options(["/a"], None, None, volatile=True)
     fake = FakeMounter()
     fake.mount_overlay(["/l1"], "/u", "/w", str(tmp_path))
     fake.unmount(str(tmp_path))

@@ -11,7 +11,7 @@ import pytest
 
 from pycompose.engine.containers.record import ContainerRecord, ContainerState, now_rfc3339
 from pycompose.engine.containers.request import validate_create
-from pycompose.engine.containers.store import ContainerStore
+from pycompose.engine.containers.store import ContainerStore, delete_tree
 from pycompose.engine.containers.views import (
     created_before,
     filter_records,
@@ -139,9 +139,12 @@ def test_store_skips_torn_records_and_remove_never_follows_symlinks(tmp_path: Pa
     (torn / "record.json").write_text('{"id": ')
     again = ContainerStore(tmp_path)
     assert [b[0] for b in again.broken] == ["c" * 64]
-    again.remove(again.get("web"))
+    removed = again.remove(again.get("web"))
+    assert removed is not None and not store.dir(rec.id).exists()
+    assert [b[0] for b in ContainerStore(tmp_path).broken] == [removed.name, "c" * 64]
+    delete_tree(removed)
     assert (outside / "precious").read_text() == "keep"
-    assert not store.dir(rec.id).exists()
+    assert not removed.exists()
 
 
 def test_state_machine_refuses_impossible_moves() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 from typing import Any
 
 import pytest
@@ -28,7 +29,7 @@ def rules_for(profile: dict[str, Any], name: str) -> list[dict[str, Any]]:
 
 
 def test_default_shape() -> None:
-    p = seccomp.default_profile(DEFAULT_CAPS, "amd64", KERNEL)
+    p = seccomp.default_profile(DEFAULT_CAPS, "amd64", KERNEL, dead=())
     assert p["defaultAction"] == "SCMP_ACT_ERRNO" and p["defaultErrnoRet"] == 1
     assert p["architectures"] == ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]
     names = allowed(p)
@@ -98,8 +99,25 @@ DOCKER_PROFILE: dict[str, Any] = {
 }  # fmt: skip
 
 
+def test_architectures_the_kernel_does_not_serve_are_left_out() -> None:
+    p = seccomp.default_profile(DEFAULT_CAPS, "amd64", KERNEL, dead={"SCMP_ARCH_X32"})
+    assert p["architectures"] == ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"]
+    d = seccomp.docker_profile_to_oci(DOCKER_PROFILE, DEFAULT_CAPS, "amd64", KERNEL,
+                                      dead={"SCMP_ARCH_X86"})  # fmt: skip
+    assert d["architectures"] == ["SCMP_ARCH_X86_64"]
+
+
+def test_dead_abis_only_names_x32_on_x86_64() -> None:
+    dead = seccomp.dead_abis()
+    assert dead <= {"SCMP_ARCH_X32"}
+    if platform.machine() != "x86_64":
+        assert not dead
+    host = seccomp.default_profile(DEFAULT_CAPS)
+    assert not dead & set(host["architectures"])
+
+
 def test_docker_profile_conversion() -> None:
-    p = seccomp.docker_profile_to_oci(DOCKER_PROFILE, DEFAULT_CAPS, "amd64", KERNEL)
+    p = seccomp.docker_profile_to_oci(DOCKER_PROFILE, DEFAULT_CAPS, "amd64", KERNEL, dead=())
     assert p["architectures"] == ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"]
     assert [s["names"] for s in p["syscalls"]] == [["read", "write"], ["clone"], ["arch_prctl"]]
     assert p["syscalls"][1]["args"] == [

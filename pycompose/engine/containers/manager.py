@@ -29,8 +29,9 @@ from pycompose.engine.containers.bundle import (
 from pycompose.engine.containers.record import ZERO_TIME, ContainerRecord, now_rfc3339
 from pycompose.engine.containers.request import validate_create
 from pycompose.engine.containers.storage_wiring import StorageWiring
-from pycompose.engine.containers.store import ContainerStore
+from pycompose.engine.containers.store import ContainerStore, delete_tree
 from pycompose.engine.errors import Conflict, InvalidArgument, NotFound
+from pycompose.engine.runtime.monitor import wait_monitor_gone
 from pycompose.storage.overlay import Mounter, RootfsDirs, is_mountpoint, unmount_rootfs
 
 if TYPE_CHECKING:
@@ -82,6 +83,7 @@ class ContainerManager:
         self.storage = StorageWiring()
         self.closing = False
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._deleting: set[asyncio.Future[None]] = set()  # trees of removed containers
 
     def background(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run ``coro`` as a task the manager keeps a reference to until it ends."""
@@ -309,11 +311,16 @@ class ContainerManager:
                 live.restart_task.cancel()
             if live.watcher is not None:
                 await asyncio.shield(live.watcher)
+            # On disk "removing" makes a restarted daemon finish the job. An AutoRemove
+            # container that exited needs no such note: its record still says running and
+            # the monitor's exit file makes the next daemon remove it anyway.
+            auto = bool(record.host_config.get("AutoRemove")) and not record.state.running
             record.state.transition("removing", record.name)
-            self.store.save(record)
+            if not auto:
+                self.store.save(record)
             try:
                 await self.release(record, volumes=volumes)
-                self.store.remove(record)
+                removed = self.store.remove(record)
             except Exception:
                 record.state.transition("dead", record.name)  # as dockerd: removal failed
                 self.store.save(record)
@@ -324,6 +331,16 @@ class ContainerManager:
             if not fut.done():
                 fut.set_result(result)
         self.live.pop(record.id, None)
+        if removed is not None:
+            task = asyncio.ensure_future(asyncio.to_thread(delete_tree, removed))
+            self._deleting.add(task)
+            task.add_done_callback(self._deleted)
+
+    def _deleted(self, task: asyncio.Future[None]) -> None:
+        self._deleting.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("deleting a removed container's files failed (the next daemon start "
+                      "retries): %s", task.exception())
 
     async def release(self, record: ContainerRecord, *, volumes: bool = False) -> None:
         """Runtime state, the rootfs mount, then storage (staged mounts, files, volume
@@ -331,8 +348,10 @@ class ContainerManager:
         there. For a container about to be removed."""
         assert self.runner is not None
         directory = self.dir(record)
-        await self.runner.delete_runtime_state(record)
-        await asyncio.to_thread(unmount_rootfs, self.mounter, directory)
+        # Independent: the runtime's state (its delete may still be running in the
+        # monitor) and the rootfs mount.
+        await asyncio.gather(self.runner.delete_runtime_state(record),
+                             asyncio.to_thread(unmount_rootfs, self.mounter, directory))
         merged = RootfsDirs.under(directory).merged
         if merged.exists() and is_mountpoint(str(merged)):
             raise Conflict(f"container {record.id}: its root filesystem is still mounted")
@@ -352,6 +371,10 @@ class ContainerManager:
                     task.cancel()
                     with contextlib.suppress(BaseException):
                         await task
+        # Monitors of containers that exited just now may still be running the runtime's
+        # delete, which removes their cgroups: let them finish first.
+        await asyncio.gather(*(wait_monitor_gone(self.dir(r)) for r in self.store.all()),
+                             *self._deleting, return_exceptions=True)  # fmt: skip
         await self.runner.close()
         from pycompose.engine.runtime.cgroups import remove_parent_if_empty
 

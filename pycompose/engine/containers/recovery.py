@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pycompose.engine.containers.record import ContainerRecord
+from pycompose.engine.containers.store import delete_tree
 from pycompose.engine.errors import EngineError
 from pycompose.engine.runtime import monitor
 from pycompose.engine.runtime.logs import format_timestamp
@@ -66,7 +67,9 @@ async def _settle(mgr: ContainerManager, record: ContainerRecord) -> bool:
     status = record.state.status
     if status in ("removing", "dead"):
         await mgr.release(record)
-        mgr.store.remove(record)
+        removed = mgr.store.remove(record)
+        if removed is not None:
+            await asyncio.to_thread(delete_tree, removed)
         mgr.publish(record, "destroy")
         return False
     found = monitor.adopt(directory)

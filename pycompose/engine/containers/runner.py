@@ -39,6 +39,7 @@ from pycompose.engine.runtime.cgroups import HostCgroups, probe_host
 from pycompose.engine.runtime.etcfiles import read_host_files, write_etc_files
 from pycompose.engine.runtime.logs import format_timestamp, parse_log_opts
 from pycompose.engine.runtime.oci import OciError, OciRuntime, RuncRuntime, probe_runtime
+from pycompose.engine.runtime.spawn import MonitorLauncher
 from pycompose.engine.runtime.spec import build_spec
 from pycompose.storage.overlay import mount_rootfs, unmount_rootfs
 
@@ -69,6 +70,7 @@ class Runner:
         """Set by the networking wiring: namespaces, ports and DNS around each run."""
         self.health = HealthChecks(manager)
         """Health check probers (started, stopped and paused with the containers)."""
+        self.launcher = MonitorLauncher()
 
     # -- runtime --------------------------------------------------------------------------
 
@@ -82,6 +84,7 @@ class Runner:
         log.info("OCI runtime %s (%s)", info.name, info.version)
         self.runtime_name = info.name
         host = await asyncio.to_thread(probe_host)
+        self.launcher.refill()  # the first start finds a monitor ready
         return RuncRuntime(info.path, self.runtime_root, info.name), host
 
     async def runtime(self) -> tuple[OciRuntime, HostCgroups]:
@@ -117,7 +120,7 @@ class Runner:
             wired = await self.network.before_start(record) if self.network else None
             mon_config = await asyncio.to_thread(self._prepare, record, directory, runtime, host,
                                                  wired)  # fmt: skip
-            running = await monitor.start_container(mon_config)
+            running = await self.launcher.start(mon_config)
         except EngineError as err:
             await self._start_failed(record, directory, err)
             raise
@@ -144,7 +147,8 @@ class Runner:
         """Blocking part of start: rootfs mount, /etc files, config.json (in a thread)."""
         image = self.mgr.images.resolve(record.image_id)
         lower = self.mgr.layers.rootfs_lowerdirs(list(image.layer_chain_ids))
-        dirs = mount_rootfs(self.mgr.mounter, lower, directory)
+        dirs = mount_rootfs(self.mgr.mounter, lower, directory,
+                            volatile=bool(record.host_config.get("AutoRemove")))
         staged = self.mgr.storage.prepare(record, dirs.merged)
         params = etc_params(record.config, record.host_config, read_host_files())
         if wired is not None:
@@ -198,24 +202,20 @@ class Runner:
         directory = self.mgr.dir(record)
         status = await monitor.wait_exit(directory)
         # The monitor still runs the runtime's ``delete`` (cgroup and state dir only) for a
-        # few ms: release the rootfs and the network meanwhile. The exit is recorded, and
-        # waiters answered, only once all of it is done, as before.
-        await self.record_exit(record, status, monitor.wait_monitor_gone(directory))
+        # few ms after this; nothing here needs it done. What does waits for it itself: a
+        # new start (``start_container``), the removal (``delete_runtime_state``) and the
+        # daemon's shutdown.
+        await self.record_exit(record, status)
 
-    async def record_exit(self, record: ContainerRecord, status: monitor.ExitStatus,
-                          monitor_gone: Awaitable[None] | None = None) -> None:
-        """Write down how the container ended, release its rootfs, then restart or remove.
-
-        ``monitor_gone`` (the monitor's own clean-up) is awaited alongside the release."""
+    async def record_exit(self, record: ContainerRecord, status: monitor.ExitStatus) -> None:
+        """Write down how the container ended, release its rootfs, then restart or remove."""
         live = self.mgr.live_of(record)
         live.started.clear()
         await self.health.stopped(record)
         steps: list[Awaitable[None]] = [self._release_rootfs(record)]
         if self.network is not None:
             steps.append(self.network.after_exit(record))
-        if monitor_gone is not None:
-            steps.append(monitor_gone)
-        # Independent resources (mounts, network namespace, runtime state): in parallel.
+        # Independent resources (mounts, network namespace): in parallel.
         for result in await asyncio.gather(*steps, return_exceptions=True):
             if isinstance(result, BaseException):
                 raise result
@@ -382,6 +382,7 @@ class Runner:
 
     async def delete_runtime_state(self, record: ContainerRecord) -> None:
         """Drop the runtime's state of a stopped container (the monitor normally did)."""
+        await monitor.wait_monitor_gone(self.mgr.dir(record))
         if self._runtime is None or not (self.runtime_root / record.id).exists():
             return  # the monitor deletes the state when the container exits: no runc call
         runtime, _ = await self.runtime()
@@ -395,5 +396,6 @@ class Runner:
             self._runtime.cancel()
             with contextlib.suppress(BaseException):
                 await self._runtime
+        self.launcher.close()
         with contextlib.suppress(OSError):
             self.runtime_root.rmdir()

@@ -4,6 +4,11 @@
 rename, fsync the directory), so a daemon killed at any moment leaves either the old or
 the new record, never half of one. Lookups accept what the docker CLI accepts: the full
 id, a unique id prefix, or the name with or without its leading slash.
+
+Removing a container renames its directory to ``.removed-<id>`` (one atomic step: for a
+daemon started after it, the container is gone) and the caller deletes that tree off the
+request's path (``delete_tree``); a daemon that dies first finds it at its next start,
+among ``broken``.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from pycompose.engine.containers.record import ContainerRecord
 from pycompose.engine.errors import Conflict, InvalidArgument, NotFound
 
 RECORD = "record.json"
+REMOVED_PREFIX = ".removed-"
 _VALID_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 _ID = re.compile(r"^[0-9a-f]{64}$")
 
@@ -39,6 +45,12 @@ def write_json_atomic(path: Path, data: object) -> None:
         os.close(dir_fd)
 
 
+def delete_tree(path: Path) -> None:
+    """Delete a removed container's directory tree (``rmtree`` unlinks symlinks inside it,
+    never following them out)."""
+    shutil.rmtree(path)
+
+
 class ContainerStore:
     """An in-memory index over the records on disk; the disk is the truth."""
 
@@ -52,6 +64,11 @@ class ContainerStore:
 
     def _load(self) -> None:
         for entry in sorted(self.root.iterdir()):
+            if entry.name.startswith(REMOVED_PREFIX) and _ID.match(
+                entry.name[len(REMOVED_PREFIX) :]
+            ):
+                self.broken.append((entry.name, "removed, not yet deleted"))
+                continue
             if not _ID.match(entry.name):
                 continue
             try:
@@ -113,17 +130,21 @@ class ContainerStore:
         self._by_name[name] = record.id
         self.save(record)
 
-    def remove(self, record: ContainerRecord) -> None:
-        """Forget the record and delete its directory (never following symlinks out)."""
+    def remove(self, record: ContainerRecord) -> Path | None:
+        """Forget the record and move its directory aside; returns the tree for the caller
+        to delete with :func:`delete_tree` (``None`` when there is nothing to delete)."""
         self._by_id.pop(record.id, None)
         if self._by_name.get(record.name) == record.id:
             del self._by_name[record.name]
         directory = self.dir(record.id)
         if directory.is_symlink():
             directory.unlink()
-        elif directory.exists():
-            # rmtree does not follow symlinks inside the tree; it unlinks them.
-            shutil.rmtree(directory)
+            return None
+        if not directory.exists():
+            return None
+        removed = self.root / f"{REMOVED_PREFIX}{record.id}"
+        os.rename(directory, removed)
+        return removed
 
     def get(self, ref: str) -> ContainerRecord:
         """By full id, name (``/name`` too) or unique id prefix; NotFound otherwise."""

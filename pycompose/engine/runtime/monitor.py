@@ -187,34 +187,48 @@ async def start_container(config: MonitorConfig) -> Running:
     """Start the container under a new monitor; return once its process is running.
 
     Raises ``OciError`` with the runtime's message when the container cannot start.
+    (``spawn.MonitorLauncher`` does the same with a monitor forked ahead of time.)
     """
-    import anyio
-
-    config.state_dir.mkdir(parents=True, exist_ok=True)
-    await wait_monitor_gone(config.state_dir)  # a restart must not race the old runc delete
-    for stale in (EXIT_FILE, STATE_FILE, PID_FILE, EXIT_FIFO):
-        (config.state_dir / stale).unlink(missing_ok=True)
-    os.mkfifo(config.state_dir / EXIT_FIFO, 0o600)
+    await prepare_state_dir(config)
     r, w = os.pipe2(os.O_CLOEXEC)
     child = os.fork()
     if child == 0:  # pragma: no cover - runs in the monitor process
         try:
             os.close(r)
-            _become_monitor(config, w)
+            detach({w})
+            become_monitor(config, w)
         finally:
             os._exit(70)
     os.close(w)
+    return await collect_report(config, child, r)
+
+
+async def prepare_state_dir(config: MonitorConfig) -> None:
+    """Make the state dir ready for a new monitor (an old one must have finished)."""
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    await wait_monitor_gone(config.state_dir)  # a restart must not race the old runc delete
+    for stale in (EXIT_FILE, STATE_FILE, PID_FILE, EXIT_FIFO):
+        (config.state_dir / stale).unlink(missing_ok=True)
+    os.mkfifo(config.state_dir / EXIT_FIFO, 0o600)
+
+
+async def collect_report(config: MonitorConfig, intermediate: int, status_r: int) -> Running:
+    """Reap the monitor's short-lived parent, read the monitor's start report from
+    ``status_r`` (closed here), and return the running container or raise ``OciError``."""
+    import anyio
+
     try:
-        os.waitpid(child, 0)  # the intermediate process exits right after the second fork
+        with contextlib.suppress(ChildProcessError):  # reaped already by someone else
+            os.waitpid(intermediate, 0)  # it exits right after forking the monitor
         chunks = []
         while True:
-            await anyio.wait_readable(r)
-            chunk = os.read(r, 65536)
+            await anyio.wait_readable(status_r)
+            chunk = os.read(status_r, 65536)
             if not chunk:
                 break
             chunks.append(chunk)
     finally:
-        os.close(r)
+        os.close(status_r)
     report = json.loads(b"".join(chunks) or b'{"error": "the monitor died while starting"}')
     if "error" in report:
         raise OciError(f"cannot start container {config.container_id}: {report['error']}")
@@ -326,13 +340,16 @@ def resize_payload(rows: int, cols: int) -> bytes:
 # ---------------------------------------------------------------- the monitor process itself
 
 
-def _become_monitor(config: MonitorConfig, status_w: int) -> None:  # pragma: no cover
+def detach(keep: set[int]) -> None:  # pragma: no cover - runs in a forked child
+    """Turn a child just forked from the daemon into a monitor-to-be: its own session, the
+    daemon's grandchild (the intermediate exits, so init adopts it and the daemon can die),
+    a subreaper, default signals, stdio on /dev/null and no fd open but ``keep``."""
     gc.disable()
     os.setsid()
     if os.fork() != 0:
         os._exit(0)
     _libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    _libc.prctl(_PR_SET_NAME, b"pycompose-mon", 0, 0, 0)
+    _libc.prctl(_PR_SET_NAME, b"pycompose-spare", 0, 0, 0)  # a monitor without a container
     with contextlib.suppress(ValueError):
         signal.set_wakeup_fd(-1)
     for sig in _RESET_SIGNALS:
@@ -343,11 +360,17 @@ def _become_monitor(config: MonitorConfig, status_w: int) -> None:  # pragma: no
     devnull = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
-    keep = sorted({0, 1, 2, status_w})
-    for lo, hi in zip(keep, [*keep[1:], 1 << 20], strict=True):
+    kept = sorted({0, 1, 2, *keep})
+    for lo, hi in zip(kept, [*kept[1:], 1 << 20], strict=True):
         if hi > lo + 1:
             os.closerange(lo + 1, hi)
-    os.set_inheritable(status_w, False)
+    for fd in keep:
+        os.set_inheritable(fd, False)
+
+
+def become_monitor(config: MonitorConfig, status_w: int) -> None:  # pragma: no cover
+    """In a detached child: start the container, report on ``status_w``, follow it, exit."""
+    _libc.prctl(_PR_SET_NAME, b"pycompose-mon", 0, 0, 0)
     _Monitor(config, status_w).run()
     os._exit(0)
 
