@@ -63,6 +63,11 @@ def daemon_errors(exit_code: int = 1) -> Iterator[None]:
 
 def connect(config: EngineConfig, exit_code: int = 1) -> EngineClient:
     """A client for the configured engine (our own is started if nothing answers)."""
+    from pycompose.engine.client import EngineClient
+
+    client = EngineClient(str(config.socket_path))
+    if client.ping():  # the usual case, without importing the daemon's side
+        return client
     from pycompose.engine.daemon import ensure_daemon
 
     try:

@@ -8,8 +8,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from pycompose.cli.container_parse import (
     OptionError,
@@ -32,8 +31,7 @@ from pycompose.cli.container_parse import (
 )
 
 
-@dataclass(frozen=True)
-class RunOptions:
+class RunOptions(NamedTuple):
     """Every ``run``/``create`` flag, as given on the command line."""
 
     image: str
@@ -92,11 +90,10 @@ class RunOptions:
     health_retries: int | None = None
     no_healthcheck: bool = False
     console_size: tuple[int, int] = (0, 0)
-    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    environ: Mapping[str, str] | None = None  # None: this process's environment
 
 
-@dataclass(frozen=True)
-class CreateRequest:
+class CreateRequest(NamedTuple):
     """``POST /containers/create``: the query (name, platform) and the JSON body."""
 
     query: dict[str, str]
@@ -196,8 +193,9 @@ def create_request(opts: RunOptions) -> CreateRequest:
     """The create request docker's CLI sends for these flags."""
     check_options(opts)
     attach = not opts.detach
-    env = [line for path in opts.env_file for line in parse_env_file(path, opts.environ)]
-    env += parse_env(opts.env, opts.environ)
+    environ = os.environ if opts.environ is None else opts.environ
+    env = [line for path in opts.env_file for line in parse_env_file(path, environ)]
+    env += parse_env(opts.env, environ)
     exposed, bindings = _ports(opts)
     binds, anonymous = _volumes(opts.volume)
     network = opts.network or "default"
