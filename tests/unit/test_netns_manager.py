@@ -159,6 +159,26 @@ def test_detach_removes_link_and_rules(manager: NetworkManager, kernel: FakeKern
         manager.detach("c3", "d")
 
 
+def test_release_leaves_veths_to_the_kernel_and_their_addresses_reserved(
+    manager: NetworkManager, kernel: FakeKernel
+) -> None:
+    manager.create(NetworkSpec(name="r"))
+    ns = manager.create_netns("c5")
+    ep = manager.attach("c5", ns, "r")
+    manager.publish("c5", [PortBinding(80, "tcp", "", 8081)])
+    manager.release_container("c5")
+    assert ("delete_link", ep.host_veth) not in kernel.calls  # no synchronous veth delete
+    assert not ns.exists() and manager.get("r").endpoints == {}
+    assert "8081" not in str(kernel.tables)
+    kernel.links[ep.host_veth] = "veth"  # the kernel is still tearing the namespace down
+    other = manager.attach("c6", manager.create_netns("c6"), "r")
+    assert other.ipv4 != ep.ipv4
+    assert manager.wait_drained(timeout=0.05) == [ep.host_veth]
+    del kernel.links[ep.host_veth]
+    assert manager.wait_drained(timeout=0.05) == []
+    assert manager.attach("c7", manager.create_netns("c7"), "r").ipv4 == ep.ipv4
+
+
 def test_publish_resolves_ports_and_writes_dnat(
     manager: NetworkManager, kernel: FakeKernel
 ) -> None:

@@ -39,11 +39,15 @@ class FakeLive:
 
 
 class FakeStore:
-    def __init__(self) -> None:
+    def __init__(self, records: dict[str, ContainerRecord]) -> None:
         self.saved: list[str] = []
+        self.records = records
 
     def save(self, record: ContainerRecord) -> None:
         self.saved.append(record.id)
+
+    def all(self) -> list[ContainerRecord]:
+        return list(self.records.values())
 
 
 class FakeManager:
@@ -51,7 +55,7 @@ class FakeManager:
 
     def __init__(self) -> None:
         self.records: dict[str, ContainerRecord] = {}
-        self.store = FakeStore()
+        self.store = FakeStore(self.records)
         self.live: dict[str, FakeLive] = {}
 
     def get(self, ref: str) -> ContainerRecord:
@@ -151,6 +155,24 @@ def test_user_network_start_and_exit(rig: Rig) -> None:
         assert web.network_settings["PortSummary"] == [] and web.network_settings["Ports"] == {
             "80/tcp": None
         }
+        await rig.dns.aclose()
+
+    run(scenario())
+
+
+def test_exit_deletes_veths_at_once_only_while_another_container_shares_the_namespace(
+    rig: Rig,
+) -> None:
+    async def scenario() -> None:
+        web = container(rig, "web", "mynet")
+        first = (await rig.wiring.before_start(web)).netns_path
+        await rig.wiring.after_exit(web)  # nobody left inside: the kernel deletes the veth
+        assert not [c for c in rig.kernel.calls if c[0] == "delete_link"]
+        await rig.wiring.before_start(web)
+        container(rig, "side", f"container:{web.name}", running=True)
+        await rig.wiring.after_exit(web)  # "side" still runs in it: detached right away
+        assert [c[0] for c in rig.kernel.calls if c[0] == "delete_link"] == ["delete_link"]
+        assert rig.networks.endpoints(web.id) == [] and first not in rig.kernel.namespaces
         await rig.dns.aclose()
 
     run(scenario())

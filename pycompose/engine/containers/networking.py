@@ -215,7 +215,10 @@ class ContainerNetworking:
         with contextlib.suppress(Exception):
             await self.dns.container_down(record.id)
         try:
-            await asyncio.to_thread(disconnect_container, self.networks, record.id)
+            if self._joined(record):
+                await asyncio.to_thread(disconnect_container, self.networks, record.id)
+            else:  # nobody is left in the namespace: the kernel deletes the veths later
+                await asyncio.to_thread(self.networks.release_container, record.id)
         except Exception:  # the daemon's start-up gc removes what is left
             log.exception("container %s: releasing its network failed", record.short_id)
         ns = record.network_settings
@@ -226,6 +229,18 @@ class ContainerNetworking:
                    "SandboxID": "", "IPAddress": "", "Gateway": "", "MacAddress": "",
                    "EndpointID": "", "IPPrefixLen": 0})  # fmt: skip
         # The caller (exit or failed start) saves the record right after.
+
+    def _joined(self, record: ContainerRecord) -> bool:
+        """Whether a running container shares this one's network namespace
+        (``--network container:<this>``), so that it must lose its interfaces now."""
+        for other in self.mgr.store.all():
+            mode = str(other.host_config.get("NetworkMode") or "")
+            if other is record or not other.state.running or not mode.startswith("container:"):
+                continue
+            with contextlib.suppress(NotFound):
+                if self.mgr.get(mode.partition(":")[2]) is record:
+                    return True
+        return False
 
     async def readopt(self, record: ContainerRecord) -> None:
         """A restarted daemon found the container running: DNS and published ports again."""
