@@ -4,6 +4,7 @@ exec -it, stats, shared network namespaces, OOM kills, and the daemon's own shut
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import os
@@ -146,6 +147,31 @@ def test_only_auto_removed_containers_get_a_volatile_root(eng: EngineProcess) ->
     assert not volatile & set(kept.strip().split(",")) and "upperdir=" in kept
     again = ok(eng, "start", "-a", "kept")  # mounted again, still not volatile
     assert not volatile & set(again.strip().split(",")) and "upperdir=" in again
+
+
+def spares(engine: EngineProcess) -> list[int]:
+    """Pids of the engine's spare monitors (forked ahead, waiting for a container)."""
+    found = []
+    for proc in pathlib.Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if proc.name.isdigit() and (proc / "comm").read_text().strip() == "pycompose-spare" \
+                    and str(engine.tmp).encode() in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+    return found
+
+
+def test_a_spare_monitor_waits_and_a_dead_one_is_replaced(eng: EngineProcess) -> None:
+    assert ok(eng, "run", "--rm", "busybox", "echo", "one") == "one\n"
+    deadline = time.monotonic() + 5
+    while len(spares(eng)) != 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (spare,) = spares(eng)
+    os.kill(spare, signal.SIGKILL)
+    assert ok(eng, "run", "--rm", "busybox", "echo", "two") == "two\n"
+    deadline = time.monotonic() + 5
+    while spares(eng) in ([], [spare]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(spares(eng)) == 1 and spares(eng) != [spare]
 
 
 def test_oom_kill_is_recorded(eng: EngineProcess) -> None:

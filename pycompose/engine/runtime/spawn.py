@@ -55,13 +55,12 @@ class MonitorLauncher:
         process runs. Raises ``OciError`` with the runtime's message, like
         ``monitor.start_container``."""
         await prepare_state_dir(config)
+        data = pickle.dumps(config)
         spare, self._spare = self._spare, None
-        if spare is None:
+        if spare is None or not _hand_over(spare, data):  # a spare that died is replaced
             spare = _fork_spare()
-        try:
-            os.write(spare.config_w, pickle.dumps(config))  # far below PIPE_BUF: one write
-        finally:
-            os.close(spare.config_w)
+            if not _hand_over(spare, data):
+                raise OSError(f"the monitor of {config.container_id} died before starting")
         try:
             return await collect_report(config, spare.intermediate, spare.status_r)
         finally:
@@ -76,6 +75,21 @@ class MonitorLauncher:
             os.close(spare.status_r)
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(spare.intermediate, 0)
+
+
+def _hand_over(spare: _Spare, data: bytes) -> bool:
+    """Give the spare its container; False (its pipes closed, its parent reaped) if it is
+    gone."""
+    try:
+        os.write(spare.config_w, data)  # far below the pipe's buffer: one write
+        return True
+    except BrokenPipeError:
+        os.close(spare.status_r)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(spare.intermediate, 0)
+        return False
+    finally:
+        os.close(spare.config_w)
 
 
 def _fork_spare() -> _Spare:
