@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import struct
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pycompose.engine.api.streams import STDERR, STDOUT, RawStream, frame
@@ -187,6 +189,16 @@ class Attachment:
 
     async def run(self, client: RawStream) -> None:
         """Serve the connection until the container's output ends."""
+        # The container's directory, held: a --rm removal moves it aside (and deletes it
+        # once this attach is done, see ``Live.readers``) maybe before its output was read.
+        try:
+            self.dir_fd = os.open(self.mgr.dir(self.record), os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:  # removed meanwhile: nothing left to send
+            self._uncount()
+            client.close_write()
+            return
+        reading: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.live.readers.add(reading)
         try:
             if self.logs:
                 async for chunk in log_stream(
@@ -199,6 +211,9 @@ class Attachment:
             self._uncount()
             if not self.removed.done():
                 self.removed.cancel()
+            self.live.readers.discard(reading)
+            reading.set_result(None)
+            os.close(self.dir_fd)
             client.close_write()
 
     async def _wait_started(self) -> bool:
@@ -241,7 +256,7 @@ class Attachment:
         await set_console_size(self.record, writer)
 
     async def _log_output(self, client: RawStream, since: int | None) -> None:
-        directory = self.mgr.dir(self.record)
+        directory = Path(f"/proc/self/fd/{self.dir_fd}")  # wherever it is now
         records = read_logs(directory, follow=True, since=since, stdout=self.stdout,
                             stderr=self.stderr, poll_interval=FOLLOW_POLL)  # fmt: skip
         async for rec in records:

@@ -59,6 +59,8 @@ class Live:
     """TTY attaches waiting for the start: they set the terminal size themselves."""
     start_ns: int = 0
     restart_task: asyncio.Task[None] | None = None
+    readers: set[asyncio.Future[None]] = field(default_factory=set)
+    """Attaches still sending the container's output: its files are deleted after them."""
 
 
 class ContainerManager:
@@ -332,9 +334,16 @@ class ContainerManager:
                 fut.set_result(result)
         self.live.pop(record.id, None)
         if removed is not None:
-            task = asyncio.ensure_future(asyncio.to_thread(delete_tree, removed))
+            task = asyncio.ensure_future(self._delete_later(removed, list(live.readers)))
             self._deleting.add(task)
             task.add_done_callback(self._deleted)
+
+    async def _delete_later(self, tree: Path, readers: list[asyncio.Future[None]]) -> None:
+        """Delete a removed container's files once its attaches have sent all of its output
+        (they read from the moved directory; a stuck client gets a minute)."""
+        if readers:
+            await asyncio.wait(readers, timeout=60)
+        await asyncio.to_thread(delete_tree, tree)
 
     def _deleted(self, task: asyncio.Future[None]) -> None:
         self._deleting.discard(task)

@@ -232,12 +232,12 @@ async def read_logs(
 
     ``since``/``until`` are ns timestamps; ``tail`` keeps only the last N records of what is
     stored. ``finished`` is a zero-argument callable telling whether the container's monitor
-    has finished writing (default: the exit file exists).
+    has finished writing (default: the exit file exists). A follow also ends when the
+    container's directory is removed; it reads to the end of what was written first.
     """
     import anyio
 
     streams = {s for s, on in (("stdout", stdout), ("stderr", stderr)) if on}
-    done = finished if callable(finished) else (lambda: (directory / "exit.json").exists())
     current = directory / LOG_NAME
     # Records up to ``pos`` are the backlog, what follows is followed: none is seen twice.
     pos, ino = _complete_size(current)
@@ -247,52 +247,112 @@ async def read_logs(
         yield rec
     if not follow:
         return
-    buf = b""
-    while True:
-        was_done = done()  # read the flag first: data written before it is then seen below
-        chunk, pos, ino, buf = _read_new(current, pos, ino, buf)
-        for line in chunk:
-            new = _decode_line(line)
-            if new is not None and _wanted(new, since, until, streams):
-                yield new
-            if new is not None and until is not None and new.timestamp > until:
+    follower = _Follower(directory, pos, ino)
+    custom = finished if callable(finished) else None
+    try:
+        while True:
+            # Read the flag first: data written before it is then seen below.
+            was_done = (custom() if custom else follower.exited()) or follower.gone()
+            chunk = follower.read_new()
+            for line in chunk:
+                new = _decode_line(line)
+                if new is not None and _wanted(new, since, until, streams):
+                    yield new
+                if new is not None and until is not None and new.timestamp > until:
+                    return
+            if was_done and not chunk:
                 return
-        if was_done and not chunk:
-            return
-        if not chunk:
-            await anyio.sleep(poll_interval)
+            if not chunk:
+                await anyio.sleep(poll_interval)
+    finally:
+        follower.close()
 
 
-def _read_new(
-    path: Path, pos: int, ino: int | None, buf: bytes
-) -> tuple[list[bytes], int, int | None, bytes]:
-    """Complete new lines of ``path`` after ``pos``; follows a rotation to the new file."""
-    try:
-        f = open(path, "rb")  # noqa: SIM115 - closed by the with below, after the check
-    except FileNotFoundError:
-        return [], pos, ino, buf
-    with f:
-        st = os.fstat(f.fileno())
-        if ino is not None and st.st_ino != ino:
-            # Rotated: finish the old file (now .1) first, then start the new one at 0.
-            buf += _rest_of_rotated(path, pos, ino)
-            pos = 0
-        f.seek(pos)
-        data = f.read()
-    pos += len(data)
-    buf += data
-    lines = buf.split(b"\n")
-    buf = lines.pop()
-    return [line + b"\n" for line in lines], pos, st.st_ino, buf
+class _Follower:
+    """Where a follow of ``json.log`` stands. The container's directory and the file being
+    read are held open, so that the lines a container wrote last are still read when its
+    directory is moved aside or deleted (a ``--rm`` removal) before the follower gets to
+    them; a rotation (``json.log`` -> ``json.log.1``) is followed to the new file."""
+
+    def __init__(self, directory: Path, pos: int, ino: int | None) -> None:
+        try:
+            self.dir_fd: int | None = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:
+            self.dir_fd = None
+        self.fd: int | None = None
+        self.pos, self.ino, self.buf = pos, ino, b""
+
+    def close(self) -> None:
+        for fd in (self.fd, self.dir_fd):
+            if fd is not None:
+                os.close(fd)
+        self.fd = self.dir_fd = None
+
+    def gone(self) -> bool:
+        """The container's directory was deleted (or never existed)."""
+        return self.dir_fd is None or os.fstat(self.dir_fd).st_nlink == 0
+
+    def exited(self) -> bool:
+        """The monitor wrote the exit file: nothing more will be logged."""
+        return self._stat("exit.json") is not None
+
+    def _stat(self, name: str) -> os.stat_result | None:
+        if self.dir_fd is None:
+            return None
+        try:
+            return os.stat(name, dir_fd=self.dir_fd)
+        except FileNotFoundError:
+            return None
+
+    def _open(self, name: str) -> int | None:
+        if self.dir_fd is None:
+            return None
+        try:
+            return os.open(name, os.O_RDONLY, dir_fd=self.dir_fd)
+        except FileNotFoundError:
+            return None
+
+    def _hold(self) -> None:
+        """Open the file at ``ino`` (``json.log``, or ``json.log.1`` if it rotated since)."""
+        for name in (LOG_NAME, f"{LOG_NAME}.1"):
+            fd = self._open(name)
+            if fd is None:
+                continue
+            ino = os.fstat(fd).st_ino
+            if self.ino is None or ino == self.ino:
+                self.fd, self.ino = fd, ino
+                return
+            os.close(fd)
+        if self.ino is not None and self._stat(LOG_NAME) is not None:
+            self.ino, self.pos = None, 0  # ours is gone: on to the file written now
+            self._hold()
+
+    def _drain(self) -> bytes:
+        assert self.fd is not None
+        parts = []
+        while part := os.pread(self.fd, 1 << 20, self.pos):
+            parts.append(part)
+            self.pos += len(part)
+        return b"".join(parts)
+
+    def read_new(self) -> list[bytes]:
+        """Complete new lines since the last call."""
+        if self.fd is None:
+            self._hold()
+        data = b""
+        if self.fd is not None:
+            data = self._drain()
+            now = self._stat(LOG_NAME)
+            if now is not None and now.st_ino != self.ino:
+                data += self._drain()  # rotated: the old file is complete, then the new one
+                os.close(self.fd)
+                self.fd, self.ino, self.pos = None, None, 0
+                self._hold()
+                if self.fd is not None:
+                    data += self._drain()
+        self.buf += data
+        lines = self.buf.split(b"\n")
+        self.buf = lines.pop()
+        return [line + b"\n" for line in lines]
 
 
-def _rest_of_rotated(path: Path, pos: int, ino: int) -> bytes:
-    old = path.with_name(f"{LOG_NAME}.1")
-    try:
-        with open(old, "rb") as f:
-            if os.fstat(f.fileno()).st_ino != ino:
-                return b""
-            f.seek(pos)
-            return f.read()
-    except FileNotFoundError:
-        return b""
