@@ -7,7 +7,9 @@ Docker is installed, an isolated dockerd (same busybox, through ``docker import`
 in rounds (every command once per round, so passing load falls on all alike):
 
 - ``runc run`` on a prepared bundle (busybox rootfs, ``runc spec`` config running ``true``):
-  the floor, what any engine must add to;
+  the floor, what any engine must add to; and ``runc run`` of the same rootfs with the
+  config our engine writes for such a container (Docker's hardening: its seccomp filter,
+  masked paths, cgroup mounts), which is what runc itself costs inside every run below;
 - ``pycompose run --rm busybox true``, on its default network and with ``--network
   none``; and ``pycompose --version``, the CLI's start-up alone, for scale;
 - the real ``docker`` CLI against our engine, the same two ways;
@@ -40,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import Command, Timing, pycompose_command, run_once, time_interleaved
 from bench.engines import (
     BenchUnavailable,
+    EngineProcess,
     docker_cli,
     docker_env,
     isolated_dockerd,
@@ -50,11 +53,12 @@ from bench.engines import (
 BUSYBOX = Path("/bin/busybox")
 TARGET_MS = 60.0
 RUNC_LABEL = "runc run (prepared bundle)"
+RUNC_OURS_LABEL = "runc run (same rootfs, our engine's config)"
 DOCKERD_LABEL = "docker run -> dockerd (network none)"
 
 
 @contextlib.contextmanager
-def runc_bundle() -> Iterator[Command]:
+def runc_bundle() -> Iterator[tuple[Command, Path]]:
     """A bundle whose process is busybox ``true``, and the ``runc run`` command for it.
 
     runc keeps its state under a private ``--root``; ``runc run`` (not detached) deletes the
@@ -78,13 +82,39 @@ def runc_bundle() -> Iterator[Command]:
         config_path.write_text(json.dumps(spec))
         container_id = f"pcbench-{secrets.token_hex(4)}"
         argv = [runc, "--root", str(state), "run", "--bundle", str(bundle), container_id]
-        yield Command(RUNC_LABEL, argv)
+        yield Command(RUNC_LABEL, argv), bundle
         left = subprocess.run([runc, "--root", str(state), "list", "-q"], capture_output=True,
                               text=True, check=False).stdout.split()
         if left:
             raise RuntimeError(f"runc containers left behind: {left}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def with_engine_config(engine: EngineProcess, runc: Command, bundle: Path) -> Command:
+    """``runc run`` of ``bundle``'s rootfs under the config.json our engine writes for
+    ``run --network none busybox true`` (taken from a container it created and started,
+    minus the bind mounts of that container's own /etc files), in a second bundle dir."""
+    env = engine.env()
+    cid = subprocess.run([*pycompose_command(), "create", "--network", "none", "busybox",
+                          "true"], env=env, capture_output=True, text=True, check=True
+                         ).stdout.strip()  # fmt: skip
+    try:
+        subprocess.run([*pycompose_command(), "start", "-a", cid], env=env, check=True,
+                       capture_output=True)  # fmt: skip
+        spec = json.loads((engine.config.root / "containers" / cid / "config.json").read_text())
+    finally:
+        subprocess.run([*pycompose_command(), "rm", "-f", cid], env=env, check=False,
+                       capture_output=True)  # fmt: skip
+    ours = bundle.parent / "ours"
+    ours.mkdir()
+    spec["root"] = {"path": str(bundle / "rootfs"), "readonly": False}
+    spec["mounts"] = [m for m in spec["mounts"]
+                      if not str(m.get("source", "")).startswith(str(engine.tmp))]  # fmt: skip
+    spec["linux"]["cgroupsPath"] = ""  # runc's own default, as for the runc spec bundle
+    (ours / "config.json").write_text(json.dumps(spec))
+    argv = [*runc.argv[:-3], "--bundle", str(ours), f"{runc.argv[-1]}-ours"]
+    return Command(RUNC_OURS_LABEL, argv)
 
 
 def works(command: Command, cwd: Path) -> str | None:
@@ -143,11 +173,12 @@ def measure(args: argparse.Namespace, cwd: Path) -> str:
     """Start everything, check each command once, time the ones that work, stop everything."""
     skipped: list[str] = []
     with contextlib.ExitStack() as stack:
-        runc = stack.enter_context(runc_bundle())
+        runc, bundle = stack.enter_context(runc_bundle())
         engine = stack.enter_context(pycompose_engine())
         load_busybox(engine)
         config_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pcbench-")))
-        commands = [runc, *our_commands(engine.host, engine.env(), config_dir)]
+        commands = [runc, with_engine_config(engine, runc, bundle),
+                    *our_commands(engine.host, engine.env(), config_dir)]
         if args.docker:
             try:
                 dockerd = stack.enter_context(isolated_dockerd())

@@ -116,6 +116,20 @@ def big_image_tarball(
     shutil.rmtree(layout)
 
 
+# A child's ru_maxrss starts at its parent's RSS when it was forked (the pre-exec image
+# counts): so the CLI is forked by this small launcher, not by pytest (hundreds of MiB after
+# a long session), and the launcher reports what wait4 says of it.
+_LAUNCHER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.executable, [sys.executable, "-m", "pycompose.cli.main", *sys.argv[2:]])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(f"{os.waitstatus_to_exitcode(status)} {usage.ru_maxrss * 1024}")
+"""
+
+
 def pc_measured(
     engine: EngineProcess,
     *args: str,
@@ -123,22 +137,22 @@ def pc_measured(
 ) -> tuple[int, bytes, int]:
     """Run ``pycompose ARGS``; returns (exit status, stdout+stderr, peak RSS in bytes)."""
     out_path = engine.tmp / f"cli-out-{time.monotonic_ns()}"
+    result_path = out_path.with_suffix(".result")
     env = {**engine.env(), "PYTHONPATH": str(REPO)}
     with open(out_path, "wb") as out, open(stdin or os.devnull, "rb") as inp:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pycompose.cli.main", *args],
+        subprocess.run(
+            [sys.executable, "-c", _LAUNCHER, str(result_path), *args],
             stdin=inp,
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
+            check=True,
         )
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            proc.returncode = 0  # reaped here: keep Popen from waiting on it again
     output = out_path.read_bytes()
+    status, rss = (int(x) for x in result_path.read_text().split())
     out_path.unlink()
-    return os.waitstatus_to_exitcode(status), output, usage.ru_maxrss * 1024
+    result_path.unlink()
+    return status, output, rss
 
 
 def test_image_load_of_a_200mb_tarball_streams(
