@@ -8,12 +8,14 @@ Measured on this machine (2 cores shared with other jobs, runc 1.1.5, busybox ``
 default spec; ``test_latency_runc_alone_vs_monitor`` prints the comparison):
 - ``runc run`` alone on the prepared bundle: median 36-46 ms depending on load (23 ms without
   seccomp: compiling Docker's profile for x86_64+x86+x32 costs runc ~15 ms; 31 ms with the
-  native architecture only);
+  native architecture only; the engine now leaves x32 out where the kernel has no x32
+  system calls, see ``seccomp.dead_abis``);
 - this monitor, start until ``wait_exit`` returns: median 41-56 ms in the same periods, i.e.
   about 6 ms over runc alone (traced: the two forks of the running interpreter and the
   spawn ~4-5 ms, reporting the pid ~1 ms, the wake-up of ``wait_exit`` ~1 ms).
   ``runc delete`` (~6 ms) runs after the exit file is written, off the caller's path.
-  Exec'ing a fresh Python monitor instead would add ~20 ms;
+  Exec'ing a fresh Python monitor instead would add ~20 ms. The engine now forks its
+  monitors ahead of need (``spawn.MonitorLauncher``), which takes the forks off the start;
 - conmon 2.1.6 (``runc create`` under conmon, ``runc start``, wait for its exit file), under
   the same load as a ``runc run`` taking 20-35 ms: 30-45 ms, plus a separate ``runc
   delete``. Its k8s-file logs carry stream and timestamp but it has no max-file rotation
