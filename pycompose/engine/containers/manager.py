@@ -31,7 +31,7 @@ from pycompose.engine.containers.request import validate_create
 from pycompose.engine.containers.storage_wiring import StorageWiring
 from pycompose.engine.containers.store import ContainerStore, delete_tree
 from pycompose.engine.errors import Conflict, InvalidArgument, NotFound
-from pycompose.engine.runtime.monitor import wait_monitor_gone
+from pycompose.engine.runtime.monitor import monitor_pidfd, wait_gone, wait_monitor_gone
 from pycompose.storage.overlay import Mounter, RootfsDirs, is_mountpoint, unmount_rootfs
 
 if TYPE_CHECKING:
@@ -323,6 +323,9 @@ class ContainerManager:
             try:
                 await self.release(record, volumes=volumes)
                 removed = self.store.remove(record)
+                # A monitor still deleting the runtime's state (runc delete, a few ms after
+                # the exit) is waited for after the answer, with the directory's deletion.
+                monitor_fd = monitor_pidfd(removed) if removed is not None else None
             except Exception:
                 record.state.transition("dead", record.name)  # as dockerd: removal failed
                 self.store.save(record)
@@ -333,17 +336,21 @@ class ContainerManager:
             if not fut.done():
                 fut.set_result(result)
         self.live.pop(record.id, None)
-        if removed is not None:
-            task = asyncio.ensure_future(self._delete_later(removed, list(live.readers)))
-            self._deleting.add(task)
-            task.add_done_callback(self._deleted)
+        task = asyncio.ensure_future(self._finish_removal(removed, list(live.readers),
+                                                          monitor_fd))  # fmt: skip
+        self._deleting.add(task)
+        task.add_done_callback(self._deleted)
 
-    async def _delete_later(self, tree: Path, readers: list[asyncio.Future[None]]) -> None:
-        """Delete a removed container's files once its attaches have sent all of its output
-        (they read from the moved directory; a stuck client gets a minute)."""
+    async def _finish_removal(self, tree: Path | None, readers: list[asyncio.Future[None]],
+                              monitor_fd: int | None) -> None:  # fmt: skip
+        """After a removal's answer: wait for the monitor to finish, and delete the files
+        once the attaches have sent all of the output (they read from the moved directory;
+        a stuck client gets a minute)."""
+        await wait_gone(monitor_fd)
         if readers:
             await asyncio.wait(readers, timeout=60)
-        await asyncio.to_thread(delete_tree, tree)
+        if tree is not None:
+            await asyncio.to_thread(delete_tree, tree)
 
     def _deleted(self, task: asyncio.Future[None]) -> None:
         self._deleting.discard(task)

@@ -381,8 +381,12 @@ class Runner:
         self.mgr.publish(record, "restart")
 
     async def delete_runtime_state(self, record: ContainerRecord) -> None:
-        """Drop the runtime's state of a stopped container (the monitor normally did)."""
-        await monitor.wait_monitor_gone(self.mgr.dir(record))
+        """Drop the runtime's state of a stopped container, unless its monitor still runs:
+        that one deletes it on its way out (the removal waits for it, off its answer)."""
+        pidfd = monitor.monitor_pidfd(self.mgr.dir(record))
+        if pidfd is not None:
+            os.close(pidfd)
+            return
         if self._runtime is None or not (self.runtime_root / record.id).exists():
             return  # the monitor deletes the state when the container exits: no runc call
         runtime, _ = await self.runtime()

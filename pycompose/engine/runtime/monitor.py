@@ -283,18 +283,32 @@ async def _wait_loop(state_dir: Path) -> ExitStatus:
 
 async def wait_monitor_gone(state_dir: Path) -> None:
     """Wait until the container's monitor (if any) has deleted the runtime state and exited."""
-    import anyio
+    await wait_gone(monitor_pidfd(state_dir))
 
+
+def monitor_pidfd(state_dir: Path) -> int | None:
+    """A pidfd of the container's monitor while it still runs, else ``None``."""
     running = _read_running(state_dir)
     if running is None:
-        return
+        return None
     try:
         pidfd = os.pidfd_open(running.monitor_pid)
     except ProcessLookupError:
+        return None
+    if proc_start_time(running.monitor_pid) != running.monitor_start:
+        os.close(pidfd)
+        return None
+    return pidfd
+
+
+async def wait_gone(pidfd: int | None) -> None:
+    """Wait until the process of ``pidfd`` (from ``monitor_pidfd``) has exited; closes it."""
+    import anyio
+
+    if pidfd is None:
         return
     try:
-        if proc_start_time(running.monitor_pid) == running.monitor_start:
-            await anyio.wait_readable(pidfd)
+        await anyio.wait_readable(pidfd)
     finally:
         os.close(pidfd)
 
