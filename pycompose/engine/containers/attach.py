@@ -239,9 +239,13 @@ class Attachment:
                 await self._initial_size(conn[1])
                 await self._tty_output(client, conn[0])
             else:
+                # The output comes from the log (nothing is missed, nothing is seen twice);
+                # the monitor's frames only say when there is more, or (end of file) that
+                # the container is done: the follow looks again at once.
+                more = asyncio.Event()
                 if conn is not None:
-                    tasks.append(asyncio.ensure_future(_discard(conn[0])))
-                await self._log_output(client, since)
+                    tasks.append(asyncio.ensure_future(_discard(conn[0], more)))
+                await self._log_output(client, since, more)
         finally:
             for task in tasks:
                 task.cancel()
@@ -255,10 +259,12 @@ class Attachment:
         # a prompt printed before this connection existed is then not lost to the client.
         await set_console_size(self.record, writer)
 
-    async def _log_output(self, client: RawStream, since: int | None) -> None:
+    async def _log_output(self, client: RawStream, since: int | None,
+                          more: asyncio.Event) -> None:  # fmt: skip
         directory = Path(f"/proc/self/fd/{self.dir_fd}")  # wherever it is now
         records = read_logs(directory, follow=True, since=since, stdout=self.stdout,
-                            stderr=self.stderr, poll_interval=FOLLOW_POLL)  # fmt: skip
+                            stderr=self.stderr, poll_interval=FOLLOW_POLL,
+                            wakeup=more)  # fmt: skip
         async for rec in records:
             await client.write(encode(rec, self.tty, False))
 
@@ -322,8 +328,9 @@ async def resize_after_start(live: Live, record: ContainerRecord) -> None:
             await writer.wait_closed()
 
 
-async def _discard(reader: asyncio.StreamReader) -> None:
+async def _discard(reader: asyncio.StreamReader, more: asyncio.Event) -> None:
     with contextlib.suppress(ConnectionError):
         while await reader.read(65536):
-            pass
+            more.set()
+    more.set()
 

@@ -19,9 +19,12 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from pycompose.engine.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    import asyncio
 
 LOG_NAME = "json.log"
 MAX_RECORD = 16 * 1024
@@ -227,6 +230,7 @@ async def read_logs(
     stderr: bool = True,
     finished: object = None,
     poll_interval: float = 0.05,
+    wakeup: asyncio.Event | None = None,
 ) -> AsyncIterator[LogRecord]:
     """Yield a container's log records; with ``follow`` keep going until it has exited.
 
@@ -234,6 +238,8 @@ async def read_logs(
     stored. ``finished`` is a zero-argument callable telling whether the container's monitor
     has finished writing (default: the exit file exists). A follow also ends when the
     container's directory is removed; it reads to the end of what was written first.
+    ``wakeup``, set by whoever knows that there is more to read (the monitor's attach
+    socket), cuts the wait between polls short.
     """
     import anyio
 
@@ -263,7 +269,10 @@ async def read_logs(
             if was_done and not chunk:
                 return
             if not chunk:
-                await anyio.sleep(poll_interval)
+                with anyio.move_on_after(poll_interval):
+                    await (wakeup.wait() if wakeup is not None else anyio.sleep_forever())
+                if wakeup is not None:
+                    wakeup.clear()
     finally:
         follower.close()
 
