@@ -5,7 +5,10 @@ fork to detach, signals, fds: copy-on-write faults over the daemon's memory), to
 of every start on this machine, before runc was even called. ``MonitorLauncher`` keeps one
 *spare*: a process that went through all of that already (``monitor.detach``) and now
 blocks reading its container's ``MonitorConfig`` from a pipe. A start hands the config to
-the spare and forks the next spare once the container runs, off the start's path.
+the spare and forks the next spare a little later (``REFILL_DELAY``): a fork of the daemon
+blocks its event loop, and leaves it taking copy-on-write faults for a while, which right
+after a start would slow down that container's own exit and removal (``run --rm``: 6 ms
+of 14 between the exit and the answer, measured).
 
 The config travels pickled: the spare is a fork of the daemon itself, with the same code,
 and the pipe is private to the two. A spare whose daemon went away (a stop, a crash) reads
@@ -29,7 +32,9 @@ from pycompose.engine.runtime.monitor import (
     prepare_state_dir,
 )
 
-__all__ = ["MonitorLauncher"]
+__all__ = ["REFILL_DELAY", "MonitorLauncher"]
+
+REFILL_DELAY = 0.05  # seconds after a start; skipped while another start is under way
 
 
 @dataclass(frozen=True)
@@ -44,16 +49,26 @@ class MonitorLauncher:
 
     def __init__(self) -> None:
         self._spare: _Spare | None = None
+        self._starting = 0
+        self._closed = False
 
     def refill(self) -> None:
-        """Fork a spare monitor if there is none."""
-        if self._spare is None:
+        """Fork a spare monitor if there is none (and no start would have to wait)."""
+        if self._spare is None and not self._starting and not self._closed:
             self._spare = _fork_spare()
 
     async def start(self, config: MonitorConfig) -> Running:
         """Start the container under the spare monitor (or a new one); return once its
         process runs. Raises ``OciError`` with the runtime's message, like
         ``monitor.start_container``."""
+        self._starting += 1
+        try:
+            return await self._start(config)
+        finally:
+            self._starting -= 1
+            asyncio.get_running_loop().call_later(REFILL_DELAY, self.refill)
+
+    async def _start(self, config: MonitorConfig) -> Running:
         await prepare_state_dir(config)
         data = pickle.dumps(config)
         spare, self._spare = self._spare, None
@@ -61,14 +76,11 @@ class MonitorLauncher:
             spare = _fork_spare()
             if not _hand_over(spare, data):
                 raise OSError(f"the monitor of {config.container_id} died before starting")
-        try:
-            return await collect_report(config, spare.intermediate, spare.status_r)
-        finally:
-            # After this start's answer has gone out.
-            asyncio.get_running_loop().call_soon(self.refill)
+        return await collect_report(config, spare.intermediate, spare.status_r)
 
     def close(self) -> None:
-        """Let the spare go (it exits on end-of-file) and reap its parent."""
+        """Let the spare go (it exits on end-of-file) and reap its parent; no more spares."""
+        self._closed = True
         spare, self._spare = self._spare, None
         if spare is not None:
             os.close(spare.config_w)
