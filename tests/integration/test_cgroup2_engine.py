@@ -23,7 +23,7 @@ import pytest
 
 from pycompose.engine.errors import InvalidArgument
 from tests.fixtures.cgroup2 import Cgroup2Engine, cgroup2_busybox_engine, hybrid_unified
-from tests.fixtures.docker_cli import leftovers, ok, run_docker
+from tests.fixtures.docker_cli import clear_containers, leftovers, ok, run_docker
 from tests.fixtures.engine import EngineProcess, respawn_engine
 
 pytestmark = [
@@ -43,13 +43,7 @@ def module_v2(busybox_layout: pathlib.Path) -> Iterator[Cgroup2Engine]:
 def v2(module_v2: Cgroup2Engine) -> Iterator[Cgroup2Engine]:
     """The module's engine, with every container, mount, process and cgroup gone after."""
     yield module_v2
-    eng = module_v2.engine
-    for cid in run_docker(eng, "ps", "-aq").stdout.split():
-        run_docker(eng, "rm", "-f", cid.decode())
-    deadline = time.monotonic() + 10
-    while _leftovers(module_v2) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert _leftovers(module_v2) == []
+    clear_containers(module_v2.engine, lambda _: _leftovers(module_v2))
 
 
 def _leftovers(v2: Cgroup2Engine) -> list[str]:

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import docker
 import pytest
 
-from tests.fixtures.docker_cli import DOCKER, leftovers, ok, run_docker
+from tests.fixtures.docker_cli import DOCKER, clear_containers, leftovers, ok, run_docker
 from tests.fixtures.engine import EngineProcess, busybox_engine
 
 pytestmark = pytest.mark.root
@@ -37,12 +37,7 @@ def engine(busybox_layout: pathlib.Path) -> Iterator[EngineProcess]:
 def clean(engine: EngineProcess) -> Iterator[EngineProcess]:
     """The module's engine; after the test, every container must be gone with its debris."""
     yield engine
-    for cid in run_docker(engine, "ps", "-aq").stdout.split():
-        run_docker(engine, "rm", "-f", cid.decode())
-    deadline = time.monotonic() + 10
-    while leftovers(engine) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert leftovers(engine) == []
+    clear_containers(engine)
 
 
 def test_run_rm_echo_hi(clean: EngineProcess) -> None:

@@ -22,6 +22,7 @@ import pytest
 from pycompose.engine.errors import InvalidArgument, NotFound
 from tests.fixtures.docker_cli import (
     DOCKER,
+    clear_containers,
     leftovers,
     ok,
     run_docker,
@@ -48,12 +49,7 @@ def module_engine(busybox_layout: pathlib.Path) -> Iterator[EngineProcess]:
 @pytest.fixture
 def eng(module_engine: EngineProcess) -> Iterator[EngineProcess]:
     yield module_engine
-    for cid in run_docker(module_engine, "ps", "-aq").stdout.split():
-        run_docker(module_engine, "rm", "-f", cid.decode())
-    deadline = time.monotonic() + 10
-    while leftovers(module_engine) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert leftovers(module_engine) == []
+    clear_containers(module_engine)
 
 
 def test_start_attach_restart_wait_and_follow(eng: EngineProcess) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import pytest
 
 from pycompose.netns import nat
-from tests.fixtures.docker_cli import fails, ok, run_docker
+from tests.fixtures.docker_cli import clear_containers, fails, ok
 from tests.fixtures.engine import (
     EngineProcess,
     load_busybox,
@@ -88,12 +88,7 @@ def module_engine(busybox_layout: pathlib.Path) -> Iterator[EngineProcess]:
 @pytest.fixture
 def eng(module_engine: EngineProcess) -> Iterator[EngineProcess]:
     yield module_engine
-    for cid in run_docker(module_engine, "ps", "-aq").stdout.split():
-        run_docker(module_engine, "rm", "-f", cid.decode())
-    deadline = time.monotonic() + 10
-    while kernel_leftovers(module_engine) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert kernel_leftovers(module_engine) == []
+    clear_containers(module_engine, kernel_leftovers)
 
 
 def test_tcp_on_ipv6_loopback(eng: EngineProcess) -> None:

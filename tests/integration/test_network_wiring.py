@@ -25,7 +25,7 @@ from collections.abc import Iterator
 import pytest
 
 from pycompose.netns.kernel import LinuxKernel
-from tests.fixtures.docker_cli import fails, ok, run_docker
+from tests.fixtures.docker_cli import fails, ok, remove_all_containers, run_docker, settled
 from tests.fixtures.engine import (
     EngineProcess,
     load_busybox,
@@ -109,14 +109,10 @@ def module_engine(
 @pytest.fixture
 def eng(module_engine: EngineProcess) -> Iterator[EngineProcess]:
     yield module_engine
-    for cid in run_docker(module_engine, "ps", "-aq").stdout.split():
-        run_docker(module_engine, "rm", "-f", cid.decode())
+    remove_all_containers(module_engine)
     for line in ok(module_engine, "network", "ls", "-q", "--filter", "type=custom").split():
         run_docker(module_engine, "network", "rm", line)
-    deadline = time.monotonic() + 10
-    while kernel_leftovers(module_engine) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert kernel_leftovers(module_engine) == []
+    assert settled(lambda: kernel_leftovers(module_engine)) == []
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:

@@ -9,7 +9,6 @@ CLI against the same engine must still load and copy.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import pathlib
 import shutil
@@ -22,9 +21,9 @@ from collections.abc import Iterator
 import pytest
 
 from pycompose.engine.images import manifest as mf
-from tests.fixtures.docker_cli import leftovers, ok, run_docker
+from tests.fixtures.docker_cli import clear_containers, ok
 from tests.fixtures.engine import REPO, EngineProcess, busybox_engine
-from tests.fixtures.images import layout_tarball
+from tests.fixtures.images import append_layer, layout_tarball
 
 pytestmark = pytest.mark.root
 
@@ -56,12 +55,7 @@ def big_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[pathlib
 @pytest.fixture
 def clean(engine: EngineProcess) -> Iterator[EngineProcess]:
     yield engine
-    for cid in run_docker(engine, "ps", "-aq").stdout.split():
-        run_docker(engine, "rm", "-f", cid.decode())
-    deadline = time.monotonic() + 10
-    while leftovers(engine) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert leftovers(engine) == []
+    clear_containers(engine)
 
 
 def _blob_from_file(layout: pathlib.Path, src: pathlib.Path) -> mf.Descriptor:
@@ -74,43 +68,17 @@ def _blob_from_file(layout: pathlib.Path, src: pathlib.Path) -> mf.Descriptor:
     return mf.Descriptor("", "sha256:" + digest.hexdigest(), dest.stat().st_size)
 
 
-def _blob(layout: pathlib.Path, data: bytes) -> mf.Descriptor:
-    digest = hashlib.sha256(data).hexdigest()
-    (layout / "blobs" / "sha256" / digest).write_bytes(data)
-    return mf.Descriptor("", "sha256:" + digest, len(data))
-
-
 def big_image_tarball(
     busybox: pathlib.Path, big: pathlib.Path, out: pathlib.Path, reference: str
 ) -> None:
     """busybox plus an uncompressed layer holding ``big`` as /big.bin, as a load tarball."""
     layout = out.parent / "layout"
     shutil.copytree(busybox, layout)
-    blobs = layout / "blobs" / "sha256"
-    index = json.loads((layout / "index.json").read_text())
-    manifest = json.loads((blobs / index["manifests"][0]["digest"][7:]).read_bytes())
-    config = json.loads((blobs / manifest["config"]["digest"][7:]).read_bytes())
     layer_path = out.parent / "layer.tar"
     with tarfile.open(layer_path, "w") as tf:
         tf.add(big, arcname="big.bin")
     layer = _blob_from_file(layout, layer_path)
-    config["rootfs"]["diff_ids"].append(layer.digest)
-    config["history"].append({"created_by": "ADD big.bin /"})
-    conf = _blob(layout, json.dumps(config).encode())
-    layers = [mf.Descriptor(d["mediaType"], d["digest"], d["size"]) for d in manifest["layers"]]
-    layers.append(mf.Descriptor(mf.OCI_LAYER_TAR, layer.digest, layer.size))
-    man = _blob(
-        layout, mf.manifest_json(mf.Descriptor(mf.OCI_CONFIG, conf.digest, conf.size), layers)
-    )
-    index["manifests"] = [
-        {
-            "mediaType": mf.OCI_MANIFEST,
-            "digest": man.digest,
-            "size": man.size,
-            "annotations": {"io.containerd.image.name": reference},
-        }
-    ]
-    (layout / "index.json").write_text(json.dumps(index))
+    append_layer(layout, layer, reference, "ADD big.bin /")
     with open(out, "wb") as fp:
         layout_tarball(layout, fp)
     shutil.rmtree(layout)
