@@ -30,7 +30,6 @@ from tests.fixtures.docker_cli import (
 )
 from tests.fixtures.engine import (
     EngineProcess,
-    busybox_engine,
     load_busybox,
     respawn_engine,
     start_engine,
@@ -38,12 +37,6 @@ from tests.fixtures.engine import (
 )
 
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture(scope="module")
-def module_engine(busybox_layout: pathlib.Path) -> Iterator[EngineProcess]:
-    with busybox_engine(busybox_layout) as eng:
-        yield eng
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fixtures.docker_cli import ok, run_docker
-from tests.fixtures.engine import EngineProcess, busybox_engine
+from tests.fixtures.engine import EngineProcess
 from tests.fixtures.storage import cleanup, data_dir, load_volume_image
 
 pytestmark = pytest.mark.root
@@ -27,12 +27,6 @@ pytestmark = pytest.mark.root
 CAP_NET_BIND_SERVICE = 10
 # struct vfs_cap_data, revision 2, effective bit set, permitted = CAP_NET_BIND_SERVICE.
 CAPABILITY = struct.pack("<IIIII", 0x02000000 | 1, 1 << CAP_NET_BIND_SERVICE, 0, 0, 0)
-
-
-@pytest.fixture(scope="module")
-def module_engine(busybox_layout: pathlib.Path) -> Iterator[EngineProcess]:
-    with busybox_engine(busybox_layout) as eng:
-        yield eng
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from pycompose.engine.client import EngineClient
 from pycompose.engine.errors import Conflict, EngineError, InvalidArgument, NotFound
 from tests.fixtures import registry as fx
 from tests.fixtures.engine import EngineProcess, start_engine, stop_engine
-from tests.fixtures.images import busybox_oci_layout
+from tests.fixtures.images import busybox_oci_layout, files_tar
 
 pytestmark = pytest.mark.root
 
@@ -78,16 +78,6 @@ def run_docker(engine: EngineProcess, *args: str,
 def pull(client: EngineClient, ref: str, tag: str = "latest") -> list[dict[str, Any]]:
     with client.stream("POST", "/images/create", query={"fromImage": ref, "tag": tag}) as resp:
         return list(resp.iter_json())
-
-
-def rootfs_tar(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tf:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), 0o644
-            tf.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def import_image(client: EngineClient, data: bytes, **query: Any) -> str:
@@ -237,7 +227,7 @@ def test_bad_input_statuses(engine: EngineProcess, registry: fx.RegistryServer) 
 
 def test_import_with_changes_tag_filters_and_delete_rules(engine: EngineProcess) -> None:
     client = engine.client()
-    tar = rootfs_tar({"hello.txt": b"hi\n"})
+    tar = files_tar({"hello.txt": b"hi\n"})
     gz = gzip.compress(tar)
     first = import_image(client, gz, repo="imp/one", tag="v1",
                          changes=['CMD ["cat", "/hello.txt"]', "ENV A=1 B=2", "LABEL team=x"])
@@ -245,7 +235,7 @@ def test_import_with_changes_tag_filters_and_delete_rules(engine: EngineProcess)
     assert info["Id"] == first
     assert info["Config"]["Cmd"] == ["cat", "/hello.txt"]
     assert info["Config"]["Env"] == ["A=1", "B=2"]
-    second = import_image(client, rootfs_tar({"other": b"x"}))
+    second = import_image(client, files_tar({"other": b"x"}))
     assert client.get(f"/images/{second}/json")["RepoTags"] == []
 
     def ids(filters: dict[str, list[str]]) -> list[str]:
@@ -359,7 +349,7 @@ def test_docker_cli_import_login_push_pull(engine: EngineProcess,
                                            tls_registry: fx.RegistryServer,
                                            tmp_path: pathlib.Path) -> None:
     tarball = tmp_path / "rootfs.tar"
-    tarball.write_bytes(rootfs_tar({"etc/motd": b"hello\n"}))
+    tarball.write_bytes(files_tar({"etc/motd": b"hello\n"}))
     imported = run_docker(engine, "import", "-c", 'CMD ["cat", "/etc/motd"]', str(tarball),
                           "imp:1")
     assert imported.returncode == 0, imported.stderr

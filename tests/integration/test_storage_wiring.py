@@ -19,7 +19,7 @@ import pytest
 
 from pycompose.engine.errors import Conflict, InvalidArgument, NotFound
 from tests.fixtures.docker_cli import ok, run_docker
-from tests.fixtures.engine import EngineProcess, busybox_engine
+from tests.fixtures.engine import EngineProcess
 from tests.fixtures.storage import (
     cleanup,
     data_dir,
@@ -28,12 +28,6 @@ from tests.fixtures.storage import (
 )
 
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture(scope="module")
-def module_engine(busybox_layout: pathlib.Path) -> Iterator[EngineProcess]:
-    with busybox_engine(busybox_layout) as eng:
-        yield eng
 
 
 @pytest.fixture

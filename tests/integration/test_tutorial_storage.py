@@ -19,16 +19,10 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fixtures.docker_cli import DOCKER
-from tests.fixtures.engine import REPO, EngineProcess, busybox_engine
+from tests.fixtures.engine import REPO, EngineProcess
 from tests.fixtures.storage import cleanup
 
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture(scope="module")
-def module_engine(busybox_layout: pathlib.Path) -> Iterator[EngineProcess]:
-    with busybox_engine(busybox_layout) as eng:
-        yield eng
 
 
 @pytest.fixture
