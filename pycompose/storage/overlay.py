@@ -98,17 +98,21 @@ class KernelMounter:
 
     def __init__(self) -> None:
         self._libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        # overlayfs has had the volatile option since Linux 5.10; older kernels refuse it.
+        self.has_volatile = kernel_at_least(os.uname().release, (5, 10))
 
     def mount_overlay(self, lower: Sequence[str], upper: str | None, work: str | None,
                       target: str, *, volatile: bool = False) -> None:
-        """See :class:`Mounter`."""
-        opts = overlay_options(lower, upper, work, volatile)
+        """See :class:`Mounter`. ``volatile`` is left out on kernels without it: the mount
+        is then an ordinary one, synced like any other."""
+        opts = overlay_options(lower, upper, work, volatile and self.has_volatile)
         if len(opts) <= MAX_OPTIONS:
             self._mount("overlay", target, "overlay", 0, opts)
             return
         links = tempfile.mkdtemp(prefix="pycompose-ovl-")
         try:
-            rel_opts = _short_link_options(links, lower, upper, work, volatile)
+            rel_opts = _short_link_options(links, lower, upper, work,
+                                           volatile and self.has_volatile)  # fmt: skip
             if len(rel_opts) > MAX_OPTIONS:
                 raise MountError(f"overlay mount of {target}: {len(lower)} layers do not fit "
                                  f"in the {MAX_OPTIONS} byte mount option limit")
@@ -137,6 +141,17 @@ class KernelMounter:
     def is_mounted(self, target: str) -> bool:
         """See :class:`Mounter`."""
         return is_mountpoint(target)
+
+
+def kernel_at_least(release: str, version: tuple[int, int]) -> bool:
+    """Whether a kernel release string (``6.1.0-13-amd64``) is ``version`` or later; an
+    unreadable one counts as recent."""
+    parts = release.split(".")
+    try:
+        minor = "".join(c for c in parts[1].split("-")[0] if c.isdigit())
+        return (int(parts[0]), int(minor)) >= version
+    except (IndexError, ValueError):
+        return True
 
 
 def is_mountpoint(path: str) -> bool:

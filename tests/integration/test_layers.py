@@ -23,6 +23,7 @@ from pycompose.storage.overlay import (
     MountError,
     RootfsDirs,
     is_mountpoint,
+    kernel_at_least,
     mount_rootfs,
     overlay_options,
     unmount_rootfs,
@@ -125,6 +126,9 @@ def test_overlay_options_and_fake_mounter(tmp_path: pathlib.Path) -> None:
     with pytest.raises(MountError, match="together"):
         overlay_options(["/a"], "/u", None)
     assert overlay_options(["/a"], "/u", "/w", volatile=True).endswith(",workdir=/w,volatile")
+    assert kernel_at_least("6.18.44-fc", (5, 10)) and kernel_at_least("5.10.0-28-amd64", (5, 10))
+    assert not kernel_at_least("5.4.0-150-generic", (5, 10))  # Ubuntu 20.04: no volatile
+    assert kernel_at_least("weird", (5, 10))
     with pytest.raises(MountError, match="needs an upperdir"):
         overlay_options(["/a"], None, None, volatile=True)
     fake = FakeMounter()
