@@ -111,10 +111,18 @@ class ExecProcess:
 
     async def resize(self, rows: int, cols: int) -> None:
         """Set the terminal size; runc passes it on to the container's pty."""
+        import anyio
+
         if not self.tty:
             raise OciError("cannot resize an exec that has no TTY")
         fd = next(iter(self._outputs))
         fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        # runc copies the size over when SIGWINCH reaches it, but a SIGWINCH sent before
+        # it handles the signal is lost (a resize right after the start: 1 exec in 25).
+        # It handles it from before it starts the process, whose pid file follows.
+        with anyio.move_on_after(5):
+            while self.container_pid() is None and self._popen.poll() is None:
+                await anyio.sleep(0.005)
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGWINCH)
 
