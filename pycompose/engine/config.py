@@ -467,7 +467,7 @@ def parse_mirrors(
             problem = "a query or fragment is not allowed in the URL"
         elif url.path not in ("", "/"):
             problem = "a path is not supported: give scheme://host[:port]"
-        elif url.scheme == "http" and not is_insecure(url.netloc, insecure):
+        elif url.scheme == "http" and not is_insecure(url.netloc, (*insecure, *LOOPBACK_INSECURE)):
             problem = (f"plain http needs {url.netloc} to be an insecure registry "
                        f"(add --insecure-registry {url.netloc})")
         if problem:
@@ -478,12 +478,11 @@ def parse_mirrors(
     return tuple(out)
 
 
-def is_insecure(host: str, insecure: Sequence[str]) -> bool:
-    """Whether ``host[:port]`` is an insecure registry: listed by name (with or without
-    the port), in a listed CIDR, or on loopback."""
+def is_insecure(host: str, entries: Sequence[str]) -> bool:
+    """Whether ``host[:port]`` is one of ``entries`` (insecure registries: names with or
+    without the port, and CIDRs). Loopback counts only when listed (``LOOPBACK_INSECURE``)."""
     import ipaddress
 
-    entries = tuple(insecure) + LOOPBACK_INSECURE
     if host.startswith("["):
         name = host[1:].partition("]")[0]
     else:

@@ -16,7 +16,6 @@ httpx is imported lazily: this module is imported by code on the CLI's start-up 
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pycompose.engine.config import is_insecure
 from pycompose.engine.errors import EngineError, InvalidArgument, NotFound
 from pycompose.engine.images.certsd import (
     DEFAULT_CERTS_DIR,
@@ -170,22 +170,6 @@ def parse_challenge(header: str) -> Challenge | None:
     return Challenge(scheme.lower(), params)
 
 
-def _is_insecure(host: str, entries: tuple[str, ...]) -> bool:
-    """Whether ``host`` (with optional port) is listed, by name or by address range."""
-    name = host.rsplit(":", 1)[0] if host.count(":") == 1 or host.startswith("[") else host
-    name = name.strip("[]")
-    for entry in entries:
-        if entry in (host, name):
-            return True
-        if "/" in entry:
-            try:
-                if ipaddress.ip_address(name) in ipaddress.ip_network(entry, strict=False):
-                    return True
-            except ValueError:
-                continue
-    return False
-
-
 def registry_error(resp: httpx.Response, what: str) -> EngineError:
     """Turn a registry error response into our error, quoting the registry's own message."""
     detail = ""
@@ -251,7 +235,7 @@ class RegistryClient:
     def candidates(self, domain: str) -> list[Endpoint]:
         """The URLs to try for ``domain``, most secure first."""
         host = DOCKER_HUB_API if domain == DEFAULT_DOMAIN else domain
-        if not _is_insecure(host, self.config.insecure_registries):
+        if not is_insecure(host, self.config.insecure_registries):
             return [Endpoint(domain, f"https://{host}", True)]
         return [Endpoint(domain, f"https://{host}", False),
                 Endpoint(domain, f"http://{host}", False)]
@@ -264,7 +248,7 @@ class RegistryClient:
             if not url.startswith(("http://", "https://")):
                 url = f"https://{url}"
             host = url.split("://", 1)[1]
-            insecure = _is_insecure(host, self.config.insecure_registries)
+            insecure = is_insecure(host, self.config.insecure_registries)
             if url.startswith("http://") and not insecure:
                 raise InvalidArgument(f"mirror {url} uses plain http but {host} is not an "
                                       "insecure registry")
@@ -409,7 +393,7 @@ class RegistryClient:
         token_ep = Endpoint(ep.domain, realm, ep.verify)
         if token_ep.host != ep.host:
             token_ep = Endpoint(ep.domain, realm,
-                                not _is_insecure(token_ep.host, self.config.insecure_registries),
+                                not is_insecure(token_ep.host, self.config.insecure_registries),
                                 certs_from=ep.host)
         client = self._client(token_ep)
         try:
