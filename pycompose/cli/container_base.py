@@ -125,3 +125,23 @@ def write_out(data: bytes) -> None:
     """Raw bytes to stdout (flushed: output is interleaved with the engine's streams)."""
     sys.stdout.buffer.write(data)
     sys.stdout.buffer.flush()
+
+
+def save_chunks(chunks: Iterable[bytes], output: str | None) -> None:
+    """A streamed archive to stdout, or to ``output`` through a temp file renamed into
+    place at the end (an interrupted save leaves no half-written file)."""
+    if output is None:
+        for chunk in chunks:
+            write_out(chunk)
+        return
+    import os
+
+    tmp = f"{output}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "wb") as fp:
+            for chunk in chunks:
+                fp.write(chunk)
+        os.replace(tmp, output)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -18,7 +18,7 @@ from collections.abc import Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from pycompose.cli import framework as fw
-from pycompose.cli.container_base import CliError, engine_command, write_out
+from pycompose.cli.container_base import CliError, engine_command, save_chunks, write_out
 
 if TYPE_CHECKING:
     from pycompose.engine.client import ClientResponse, EngineClient
@@ -251,19 +251,7 @@ def export(client: EngineClient, container: str, output: str | None) -> None:
     if output is None and sys.stdout.isatty():
         raise CliError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
     with client.stream("GET", f"/containers/{container}/export") as resp:
-        if output is None:
-            for chunk in resp.iter_chunks():
-                write_out(chunk)
-            return
-        tmp = f"{output}.tmp{os.getpid()}"
-        try:
-            with open(tmp, "wb") as fp:
-                for chunk in resp.iter_chunks():
-                    fp.write(chunk)
-            os.replace(tmp, output)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        save_chunks(resp.iter_chunks(), output)
 
 
 def split_repo_tag(reference: str) -> tuple[str, str]:

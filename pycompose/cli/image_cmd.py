@@ -396,23 +396,10 @@ def save(images: tuple[str, ...], output: str | None) -> None:
     if output is None and sys.stdout.isatty():
         raise fw.UsageError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
     resp = engine_client().stream("GET", "/images/get", query={"names": list(images)})
-    with resp:
-        if output is None:
-            for chunk in resp.iter_chunks():
-                sys.stdout.buffer.write(chunk)
-            sys.stdout.buffer.flush()
-            return
-        import os
+    from pycompose.cli.container_base import save_chunks
 
-        tmp = f"{output}.tmp{os.getpid()}"
-        try:
-            with open(tmp, "wb") as fp:
-                for chunk in resp.iter_chunks():
-                    fp.write(chunk)
-            os.replace(tmp, output)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+    with resp:
+        save_chunks(resp.iter_chunks(), output)
 
 
 @image.command("prune")
