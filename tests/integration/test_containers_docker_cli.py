@@ -7,21 +7,15 @@ rootfs mounts, no runc state, no monitor processes.
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import pathlib
-import pty
-import select
-import struct
-import termios
 import time
 from collections.abc import Iterator
 
 import docker
 import pytest
 
-from tests.fixtures.docker_cli import DOCKER, clear_containers, leftovers, ok, run_docker
+from tests.fixtures.docker_cli import clear_containers, docker_on_pty, leftovers, ok, run_docker
 from tests.fixtures.engine import EngineProcess, busybox_engine
 
 pytestmark = pytest.mark.root
@@ -151,33 +145,11 @@ def test_restart_on_failure_two(clean: EngineProcess) -> None:
 
 
 def test_run_it_through_a_pty(clean: EngineProcess) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
-    env["DOCKER_CONFIG"] = str(clean.tmp / "docker-config")
-    pid, fd = pty.fork()
-    if pid == 0:  # pragma: no cover - the child becomes the docker CLI
-        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
-        os.execvpe(DOCKER, [DOCKER, "-H", clean.host, "run", "--rm", "-it", "busybox", "sh"], env)
-    out = b""
-    try:
-        os.write(fd, b"echo pty-$((6*7)); exit 4\r")
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], 0.5)
-            if not ready:
-                continue
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
-    finally:
-        _, status = os.waitpid(pid, 0)
-        os.close(fd)
+    out, code = docker_on_pty(clean, "run", "--rm", "-it", "busybox", "sh",
+                              typed=b"echo pty-$((6*7)); exit 4\r", size=(30, 100))  # fmt: skip
     assert b"pty-42" in out
     assert b"/ # " in out  # the shell's first prompt reached the client
-    assert os.waitstatus_to_exitcode(status) == 4
+    assert code == 4
 
 
 def test_docker_py_run_echo_hi(clean: EngineProcess) -> None:

@@ -9,8 +9,6 @@ import io
 import json
 import os
 import pathlib
-import pty
-import select
 import signal
 import subprocess
 import tarfile
@@ -23,6 +21,7 @@ from pycompose.engine.errors import InvalidArgument, NotFound
 from tests.fixtures.docker_cli import (
     DOCKER,
     clear_containers,
+    docker_on_pty,
     leftovers,
     ok,
     run_docker,
@@ -70,30 +69,10 @@ def test_start_attach_restart_wait_and_follow(eng: EngineProcess) -> None:
 
 def test_exec_it_through_a_pty(eng: EngineProcess) -> None:
     ok(eng, "run", "-d", "--name", "host", "busybox", "sleep", "100")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
-    pid, fd = pty.fork()
-    if pid == 0:  # pragma: no cover - the child becomes the docker CLI
-        os.execvpe(DOCKER, [DOCKER, "-H", eng.host, "exec", "-it", "host", "sh"], env)
-    out = b""
-    try:
-        os.write(fd, b"echo in-$((2+3)); tty; exit 6\r")
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], 0.5)
-            if not ready:
-                continue
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
-    finally:
-        _, status = os.waitpid(pid, 0)
-        os.close(fd)
+    out, code = docker_on_pty(eng, "exec", "-it", "host", "sh",
+                              typed=b"echo in-$((2+3)); tty; exit 6\r")  # fmt: skip
     assert b"in-5" in out and b"/dev/pts/" in out
-    assert os.waitstatus_to_exitcode(status) == 6
+    assert code == 6
 
 
 def test_stats_one_shot_and_no_stream(eng: EngineProcess) -> None:
