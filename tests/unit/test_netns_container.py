@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from pycompose.engine.config import EngineConfig
 from pycompose.engine.errors import InvalidArgument, NotFound
 from pycompose.netns.container import (
     ContainerNetworkRequest,
@@ -25,6 +24,7 @@ from pycompose.netns.kernel import FakeKernel
 from pycompose.netns.manager import NetworkManager
 from pycompose.netns.networks import NetworkSpec
 from pycompose.netns.ports import PortBinding
+from tests.fixtures.network import fake_network_manager
 
 CID = "c" * 64
 
@@ -44,18 +44,7 @@ def kernel() -> FakeKernel:
 
 @pytest.fixture
 def manager(tmp_path: Path, kernel: FakeKernel, held: list[socket.socket]) -> NetworkManager:
-    config = EngineConfig.load(
-        root=tmp_path / "r", runtime_dir=tmp_path / "run", bridge_prefix="tc-",
-        subnet_pool="10.66.0.0/16:24", environ={},
-    )  # fmt: skip
-
-    def reserve(proto: str, ip: str, port: int) -> socket.socket:
-        if port == 6666:
-            raise OSError(98, "Address already in use")
-        held.append(socket.socket())
-        return held[-1]
-
-    return NetworkManager(config, kernel, reserver=reserve, holder=lambda *a: "process x (pid 1)")
+    return fake_network_manager(tmp_path, kernel, held, prefix="tc-", pool="10.66.0.0/16:24")
 
 
 def test_modes() -> None:

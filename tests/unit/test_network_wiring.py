@@ -12,7 +12,6 @@ from typing import Any, TypeVar
 
 import pytest
 
-from pycompose.engine.config import EngineConfig
 from pycompose.engine.containers.dnswiring import DnsWiring, upstreams_from_env
 from pycompose.engine.containers.links import link_env, parse_link
 from pycompose.engine.containers.networking import ContainerNetworking, endpoints_config
@@ -24,6 +23,7 @@ from pycompose.netns.errors import PortInUse
 from pycompose.netns.kernel import FakeKernel
 from pycompose.netns.manager import NetworkManager
 from pycompose.netns.networks import NetworkSpec
+from tests.fixtures.network import fake_network_manager
 from tests.unit.test_dns_server import LoopbackOpener
 
 T = TypeVar("T")
@@ -83,18 +83,7 @@ def kernel() -> FakeKernel:
 
 @pytest.fixture
 def networks(tmp_path: Path, kernel: FakeKernel, held: list[socket.socket]) -> NetworkManager:
-    config = EngineConfig.load(
-        root=tmp_path / "r", runtime_dir=tmp_path / "run", bridge_prefix="tw-",
-        subnet_pool="10.67.0.0/16:24", environ={},
-    )  # fmt: skip
-
-    def reserve(proto: str, ip: str, port: int) -> socket.socket:
-        if port == 6666:
-            raise OSError(98, "Address already in use")
-        held.append(socket.socket())
-        return held[-1]
-
-    mgr = NetworkManager(config, kernel, reserver=reserve, holder=lambda *a: "process x (pid 1)")
+    mgr = fake_network_manager(tmp_path, kernel, held, prefix="tw-", pool="10.67.0.0/16:24")
     mgr.create(NetworkSpec(name="mynet"))
     mgr.create(NetworkSpec(name="other"))
     mgr.create(NetworkSpec(name="closed", internal=True))
