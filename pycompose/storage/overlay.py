@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from pycompose.errors import PycomposeError
+from pycompose.sysinfo import kernel_version
 
 # mount(2) copies at most one page of options; keep a margin for the kernel's own use.
 MAX_OPTIONS = 4000
@@ -99,7 +100,7 @@ class KernelMounter:
     def __init__(self) -> None:
         self._libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         # overlayfs has had the volatile option since Linux 5.10; older kernels refuse it.
-        self.has_volatile = kernel_at_least(os.uname().release, (5, 10))
+        self.has_volatile = kernel_version() >= (5, 10)
 
     def mount_overlay(self, lower: Sequence[str], upper: str | None, work: str | None,
                       target: str, *, volatile: bool = False) -> None:
@@ -141,17 +142,6 @@ class KernelMounter:
     def is_mounted(self, target: str) -> bool:
         """See :class:`Mounter`."""
         return is_mountpoint(target)
-
-
-def kernel_at_least(release: str, version: tuple[int, int]) -> bool:
-    """Whether a kernel release string (``6.1.0-13-amd64``) is ``version`` or later; an
-    unreadable one counts as recent."""
-    parts = release.split(".")
-    try:
-        minor = "".join(c for c in parts[1].split("-")[0] if c.isdigit())
-        return (int(parts[0]), int(minor)) >= version
-    except (IndexError, ValueError):
-        return True
 
 
 def is_mountpoint(path: str) -> bool:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import json
-import os
 import platform
 from collections.abc import Iterable, Mapping
 from functools import cache
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pycompose.engine.errors import InvalidArgument
+from pycompose.sysinfo import kernel_version
 
 _DATA = Path(__file__).with_name("seccomp_default.json")
 _MACHINE_TO_GOARCH = {
@@ -75,15 +75,6 @@ def dead_abis() -> frozenset[str]:
 def _served(arches: Iterable[str], dead: Iterable[str] | None) -> list[str]:
     skip = dead_abis() if dead is None else frozenset(dead)
     return [a for a in arches if a not in skip]
-
-
-def kernel_version() -> tuple[int, int]:
-    """The running kernel's major and minor version."""
-    parts = os.uname().release.split(".")
-    try:
-        return int(parts[0]), int("".join(c for c in parts[1] if c.isdigit()) or 0)
-    except (IndexError, ValueError):
-        return (0, 0)
 
 
 @cache
